@@ -1,0 +1,72 @@
+# onprem_ai.maintenance: one entry point for set-up, the lab, the demo and the tests.
+#   make demo   - bring the local GPU-fleet lab up and run the main maintenance playbook on it
+#   make test   - everything CI runs: lint, sanity, unit tests, every molecule scenario
+# Every target installs what it needs (virtualenv, Docker engine, lab images) on first use.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+LAB_DIR := $(ROOT)/.lab
+PYTHON ?= python3
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+
+MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+DEMO_PLAYBOOK ?= playbooks/fleet_report.yml
+
+.PHONY: help venv host collection lab-image lab-repo lab-up lab-down demo lint sanity unit molecule test clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+	@echo "other targets: venv host lab-image lab-repo lab-up lab-down lint sanity unit molecule clean"
+
+$(VENV)/.installed: requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+host:
+	tools/ensure-host.sh
+
+collection:
+	tools/collection-tree.sh link
+
+lab-image: host
+	tests/lab/image/build.sh
+
+lab-repo: host
+	$(PYTHON) tests/lab/nvidia_sim/build_repo.py $(LAB_DIR)/repo
+
+lab-up: venv collection lab-image lab-repo
+	ansible-playbook tests/lab/lab.yml -e lab_state=present
+
+lab-down: venv collection
+	ansible-playbook tests/lab/lab.yml -e lab_state=absent
+
+demo: lab-up
+	ansible-playbook $(DEMO_PLAYBOOK)
+
+lint: venv collection
+	ansible-lint --profile production
+
+sanity: venv
+	tools/sanity.sh
+
+unit: venv collection
+	PYTHONPATH=$(ROOT)/build/collections python -m pytest -q tests/unit tests/lab/tests
+
+molecule: venv collection lab-image lab-repo
+	@set -e; for s in $(MOLECULE_SCENARIOS); do \
+	  echo "=== molecule test -s $$s"; molecule test -s $$s; done
+
+test: lint sanity unit molecule
+	@echo "make test: all checks passed"
+
+clean: lab-down
+	rm -rf build

@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Gather the GPU / NVIDIA driver / CUDA state of one host (the logic of the gpu_info module).
+
+PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+
+NVIDIA_PACKAGE_PATTERNS = [
+    'nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'cuda-toolkit-*', 'cuda-compat-*', 'xserver-xorg-video-nvidia*',
+]
+# Packages whose version is the user-space driver version, most authoritative first
+# (libnvidia-compute / nvidia-driver-libs hold the NVML library that nvidia-smi loads).
+_DRIVER_PACKAGE_RES = [re.compile(p) for p in (
+    r'^libnvidia-compute(-\d+)?(-server)?$',
+    r'^nvidia-driver-libs$',
+    r'^nvidia-utils(-\d+)?(-server)?$',
+    r'^nvidia-driver(-\d+)?(-server|-open)?$',
+    r'^cuda-drivers(-\d+)?$',
+)]
+_FABRICMANAGER_RE = re.compile(r'^nvidia-fabric-?manager(-\d+)?$')
+
+
+def installed_driver_version(packages):
+    """Upstream driver version from installed package versions, or None."""
+    for pattern in _DRIVER_PACKAGE_RES:
+        for name in sorted(packages):
+            if pattern.match(name):
+                return nvidia.upstream_version(packages[name])
+    return None
+
+
+def _fabric_manager(module, packages):
+    names = [name for name in packages if _FABRICMANAGER_RE.match(name)]
+    if not names:
+        return {'installed': False, 'version': None, 'active': None}
+    state = None
+    systemctl = module.get_bin_path('systemctl')
+    if systemctl:
+        dummy, out, dummy2 = module.run_command([systemctl, 'is-active', 'nvidia-fabricmanager.service'])
+        state = out.strip() or None
+    return {'installed': True, 'version': nvidia.upstream_version(packages[sorted(names)[0]]), 'active': state}
+
+
+def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvidia.CUDA_ROOT):
+    """Everything gpu_info reports. Never changes the host."""
+    try:
+        packages = pkg.installed_packages(module, NVIDIA_PACKAGE_PATTERNS)
+    except pkg.PackageQueryError as exc:
+        module.fail_json(msg='Cannot read the package database: %s' % exc)
+    installed = installed_driver_version(packages)
+    loaded = nvidia.read_loaded_module_version(sysfs_version_path)
+
+    smi = {'path': module.get_bin_path('nvidia-smi'), 'state': nvidia.SMI_NOT_INSTALLED, 'rc': None, 'message': None}
+    parsed = {'driver_version': None, 'cuda_version': None, 'gpus': [], 'processes': []}
+    library_version = None
+    if smi['path']:
+        rc, out, err = module.run_command([smi['path'], '-q', '-x'])
+        smi['rc'] = rc
+        if rc == 0:
+            try:
+                parsed = nvidia.parse_smi_xml(out)
+                smi['state'] = nvidia.SMI_OK if parsed['gpus'] else nvidia.SMI_NO_DEVICES
+            except ValueError as exc:
+                smi['state'] = nvidia.SMI_ERROR
+                smi['message'] = str(exc)
+        else:
+            smi['state'] = nvidia.classify_smi_failure(rc, out, err)
+            smi['message'] = (err or out).strip() or None
+            library_version = nvidia.nvml_library_version('%s\n%s' % (out, err))
+
+    mismatch = bool(loaded and installed and loaded != installed) or smi['state'] == nvidia.SMI_MISMATCH
+    gpus = parsed['gpus']
+    if smi['state'] == nvidia.SMI_OK:
+        reason = None
+    elif smi['state'] == nvidia.SMI_NOT_INSTALLED and not loaded:
+        reason = 'no NVIDIA driver installed (nvidia-smi not found, nvidia module not loaded)'
+    elif smi['state'] == nvidia.SMI_NO_DEVICES:
+        reason = 'the NVIDIA driver finds no GPU on this host'
+    else:
+        reason = smi['message'] or smi['state']
+    if mismatch:
+        reboot_reason = 'installed driver %s differs from the loaded kernel module %s' % (installed or library_version, loaded)
+    else:
+        reboot_reason = None
+    return {
+        'gpus_present': bool(gpus),
+        'gpu_count': len(gpus),
+        'reason': reason,
+        'gpus': gpus,
+        'driver': {
+            'installed_version': installed,
+            'loaded_version': loaded,
+            'smi_version': parsed['driver_version'],
+            'branch': nvidia.branch_of(installed or loaded),
+            'max_cuda_version': parsed['cuda_version'],
+            'mismatch': mismatch,
+            'reload_or_reboot_required': mismatch,
+            'reload_or_reboot_reason': reboot_reason,
+        },
+        'nvidia_smi': smi,
+        'packages': packages,
+        'cuda_toolkits': nvidia.cuda_toolkits(cuda_root),
+        'fabric_manager': _fabric_manager(module, packages),
+        'processes': parsed['processes'],
+    }

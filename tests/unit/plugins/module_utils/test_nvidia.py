@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+def test_parse_xml_two_h100():
+    data = nvidia.parse_smi_xml(fixture('h100x2-570-q-x.xml'))
+    assert data['driver_version'] == '570.133.20'
+    assert data['cuda_version'] == '12.8'
+    assert data['attached_gpus'] == 2
+    first, second = data['gpus']
+    assert first['name'] == 'NVIDIA H100 80GB HBM3'
+    assert first['uuid'] == 'GPU-0a1b2c3d-1111-2222-3333-444455556666'
+    assert first['pci_bus_id'] == '00000000:18:00.0'
+    assert first['memory_total_mib'] == 81559
+    assert first['memory_used_mib'] == 20993
+    assert first['persistence_mode'] == 'Enabled'
+    assert first['ecc_errors'] == {'volatile': {'corrected': 2, 'uncorrected': 0}, 'aggregate': {'corrected': 7, 'uncorrected': 1}}
+    assert second['index'] == 1
+    # N/A counters are skipped, not counted as zero or crashing.
+    assert second['ecc_errors']['aggregate'] == {'corrected': 0, 'uncorrected': 0}
+    assert data['processes'] == [{'pid': 41234, 'name': '/usr/bin/python3', 'type': 'C', 'used_memory_mib': 20480,
+                                  'gpu_uuid': 'GPU-0a1b2c3d-1111-2222-3333-444455556666'}]
+
+
+@pytest.mark.parametrize('text', ['', '<oops', '<html></html>'])
+def test_parse_xml_rejects_garbage(text):
+    with pytest.raises(ValueError):
+        nvidia.parse_smi_xml(text)
+
+
+@pytest.mark.parametrize('rc,out,err,state', [
+    (18, 'Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.133\n', '', nvidia.SMI_MISMATCH),
+    (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+        'Make sure that the latest NVIDIA driver is installed and running.\n', '', nvidia.SMI_NO_DRIVER),
+    (6, 'No devices were found\n', '', nvidia.SMI_NO_DEVICES),
+    (2, '', 'Segmentation fault', nvidia.SMI_ERROR),
+])
+def test_classify_smi_failure(rc, out, err, state):
+    assert nvidia.classify_smi_failure(rc, out, err) == state
+
+
+def test_nvml_library_version():
+    assert nvidia.nvml_library_version('Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.133') == '570.133'
+    assert nvidia.nvml_library_version('nothing') is None
+
+
+@pytest.mark.parametrize('version,expected', [
+    ('570.133.20', (570, 133, 20)),
+    ('570.133.20-1', (570, 133, 20)),
+    ('3:570.133.20-1.el9', (570, 133, 20)),
+    ('550.54.14-0ubuntu0.22.04.1', (550, 54, 14)),
+    ('12.8', (12, 8)),
+    (None, ()),
+])
+def test_version_tuple(version, expected):
+    assert nvidia.version_tuple(version) == expected
+
+
+def test_upstream_and_branch():
+    assert nvidia.upstream_version('1:570.133.20-1ubuntu1') == '570.133.20'
+    assert nvidia.branch_of('570.133.20-1') == '570'
+    assert nvidia.branch_of(None) is None
+
+
+def test_parse_csv_query():
+    rows = nvidia.parse_csv_query('0, NVIDIA H100 80GB HBM3, 81559, [N/A]\n1, NVIDIA H100 80GB HBM3, 81559, 3\n',
+                                  ['index', 'name', 'memory.total', 'ecc'])
+    assert rows[0] == {'index': '0', 'name': 'NVIDIA H100 80GB HBM3', 'memory.total': '81559', 'ecc': None}
+    with pytest.raises(ValueError):
+        nvidia.parse_csv_query('0, a\n', ['index'])
+
+
+def test_read_loaded_module_version(tmp_path):
+    path = tmp_path / 'version'
+    assert nvidia.read_loaded_module_version(str(path)) is None
+    path.write_text('550.127.08\n')
+    assert nvidia.read_loaded_module_version(str(path)) == '550.127.08'
+
+
+def test_cuda_toolkits(tmp_path):
+    for name, version in (('cuda-12.8', '12.8.1'), ('cuda-12.4', '12.4.1')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'version.json').write_text(json.dumps({'cuda': {'name': 'CUDA SDK', 'version': version}}))
+    (tmp_path / 'cuda-12.6').mkdir()  # no version.json: the directory name is the version
+    (tmp_path / 'cuda').symlink_to(tmp_path / 'cuda-12.4')
+    assert nvidia.cuda_toolkits(str(tmp_path)) == [
+        {'version': '12.4.1', 'path': str(tmp_path / 'cuda-12.4'), 'default': True},
+        {'version': '12.6', 'path': str(tmp_path / 'cuda-12.6'), 'default': False},
+        {'version': '12.8.1', 'path': str(tmp_path / 'cuda-12.8'), 'default': False},
+    ]
+    assert nvidia.cuda_toolkits(str(tmp_path / 'missing')) == []

@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _gpu_info
+from ansible_collections.onprem_ai.maintenance.plugins.modules import gpu_info
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
+DPKG = ('libnvidia-compute-570\t570.133.20-1\tii \n'
+        'nvidia-driver-570\t570.133.20-1\thi \n'
+        'nvidia-utils-570\t570.133.20-1\tii \n'
+        'nvidia-fabricmanager-570\t570.133.20-1\tii \n'
+        'nvidia-driver-550\t550.127.08-1\trc \n'
+        'cuda-toolkit-12-8\t12.8.1-1\tii \n'
+        'bash\t5.2.15-2+b7\tii \n')
+MISMATCH = 'Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.133\n'
+
+
+class FakeModule(object):
+    """Just enough of AnsibleModule: binaries that exist and scripted command results."""
+
+    def __init__(self, bins, results):
+        self.bins = bins
+        self.results = results
+        self.calls = []
+
+    def get_bin_path(self, name, required=False):
+        return self.bins.get(name)
+
+    def run_command(self, args, **kwargs):
+        self.calls.append(list(args))
+        return self.results[os.path.basename(args[0])]
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+
+def xml():
+    with open(os.path.join(FIXTURES, 'h100x2-570-q-x.xml')) as handle:
+        return handle.read()
+
+
+def apt_module(smi_result):
+    return FakeModule(
+        {'dpkg-query': '/usr/bin/dpkg-query', 'nvidia-smi': '/usr/bin/nvidia-smi', 'systemctl': '/usr/bin/systemctl'},
+        {'dpkg-query': (0, DPKG, ''), 'nvidia-smi': smi_result, 'systemctl': (0, 'active\n', '')})
+
+
+def loaded(tmp_path, version):
+    path = tmp_path / 'version'
+    if version:
+        path.write_text(version + '\n')
+    return str(path)
+
+
+def test_healthy_node(tmp_path):
+    module = apt_module((0, xml(), ''))
+    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    assert result['gpus_present'] is True and result['gpu_count'] == 2 and result['reason'] is None
+    assert result['driver'] == {
+        'installed_version': '570.133.20', 'loaded_version': '570.133.20', 'smi_version': '570.133.20', 'branch': '570',
+        'max_cuda_version': '12.8', 'mismatch': False, 'reload_or_reboot_required': False, 'reload_or_reboot_reason': None}
+    # removed packages ('rc') and unrelated ones are not reported
+    assert sorted(result['packages']) == ['cuda-toolkit-12-8', 'libnvidia-compute-570', 'nvidia-driver-570',
+                                          'nvidia-fabricmanager-570', 'nvidia-utils-570']
+    assert result['fabric_manager'] == {'installed': True, 'version': '570.133.20', 'active': 'active'}
+    assert result['processes'][0]['pid'] == 41234
+    assert ['/usr/bin/nvidia-smi', '-q', '-x'] in module.calls
+
+
+def test_mismatch_after_package_upgrade(tmp_path):
+    module = apt_module((18, MISMATCH, ''))
+    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '550.127.08'), cuda_root=str(tmp_path))
+    assert result['gpus_present'] is False
+    assert result['nvidia_smi']['state'] == 'driver_library_mismatch'
+    assert result['driver']['mismatch'] is True
+    assert result['driver']['reload_or_reboot_reason'] == 'installed driver 570.133.20 differs from the loaded kernel module 550.127.08'
+    assert 'version mismatch' in result['reason']
+
+
+def test_host_without_driver(tmp_path):
+    module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (0, 'bash\t5.2\tii \n', '')})
+    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+    assert result['gpus_present'] is False
+    assert result['reason'].startswith('no NVIDIA driver installed')
+    assert result['driver']['installed_version'] is None and result['driver']['mismatch'] is False
+    assert result['fabric_manager'] == {'installed': False, 'version': None, 'active': None}
+
+
+def test_driver_without_devices(tmp_path):
+    module = apt_module((6, 'No devices were found\n', ''))
+    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    assert result['gpus_present'] is False
+    assert result['nvidia_smi']['state'] == 'no_devices'
+    assert result['reason'] == 'the NVIDIA driver finds no GPU on this host'
+
+
+def test_rpm_host(tmp_path):
+    module = FakeModule({'rpm': '/usr/bin/rpm'}, {'rpm': (0, 'nvidia-driver-libs\t3:570.133.20-1.el9\nkernel\t0:5.14.0-1\n', '')})
+    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+    assert result['packages'] == {'nvidia-driver-libs': '3:570.133.20-1.el9'}
+    assert result['driver']['installed_version'] == '570.133.20'
+
+
+def test_package_database_error_is_a_clear_failure(tmp_path):
+    module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (2, '', 'dpkg: error: database locked')})
+    with pytest.raises(AssertionError, match='Cannot read the package database: dpkg-query failed'):
+        _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+
+
+def test_main_is_read_only_in_check_mode(mocker, capsys):
+    results = {'dpkg-query': (0, DPKG, ''), 'nvidia-smi': (0, xml(), ''), 'systemctl': (0, 'active\n', '')}
+    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, *a, **k: '/usr/bin/' + name)
+    mocker.patch.object(basic.AnsibleModule, 'run_command', side_effect=lambda args, **k: results[os.path.basename(args[0])])
+    with patch_module_args({'_ansible_check_mode': True}):
+        with pytest.raises(SystemExit):
+            gpu_info.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out['changed'] is False
+    assert out['gpu_count'] == 2

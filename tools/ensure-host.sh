@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Host set-up for the lab and the tests on a fresh Debian 12 machine (run as root):
+# installs the Docker engine, debootstrap and the packaging tools when missing, and starts dockerd
+# when it is not running. Idempotent and quick when everything is there.
+set -euo pipefail
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v apt-ftparchive >/dev/null 2>&1 || need+=(apt-utils)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v restic >/dev/null 2>&1 || need+=(restic)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing host packages: ${need[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing host packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v docker >/dev/null 2>&1; then
+  echo "docker client missing after install" >&2
+  exit 1
+fi
+if ! docker info >/dev/null 2>&1; then
+  echo "starting dockerd"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl start docker
+  else
+    mkdir -p /var/log
+    nohup dockerd >/var/log/dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log" >&2; tail -n 20 /var/log/dockerd.log >&2 || true; exit 1; }
+fi
+echo "host ready: $(docker version --format 'docker engine {{.Server.Version}}')"
