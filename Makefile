@@ -54,8 +54,11 @@ demo: lab-up
 
 lint: venv collection
 	ansible-lint --profile production
+	@for m in plugins/modules/*.py; do n=$$(basename $$m .py); \
+	  ansible-doc -t module onprem_ai.maintenance.$$n >/dev/null || { echo "ansible-doc failed for $$n"; exit 1; }; \
+	  echo "ansible-doc onprem_ai.maintenance.$$n renders"; done
 
-sanity: venv
+sanity: venv host
 	tools/sanity.sh
 
 unit: venv collection

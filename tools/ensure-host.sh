@@ -11,6 +11,7 @@ command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v restic >/dev/null 2>&1 || need+=(restic)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing host packages: ${need[*]} (run as root, or install them)" >&2

@@ -19,10 +19,10 @@ description:
   - Lists the GPUs (name, UUID, PCI bus id, memory, persistence mode, ECC errors), the highest CUDA version
     the driver supports, the CUDA toolkits installed under C(/usr/local/cuda-X.Y) and the default one, the
     fabric manager package and service, and the compute processes running on the GPUs.
-  - On a host without GPUs or without a driver it reports that (O(gpus_present=false) with a reason)
+  - On a host without GPUs or without a driver it reports that (RV(gpus_present=false) with a reason)
     instead of failing.
 author:
-  - onprem_ai maintenance engineers
+  - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
   - onprem_ai.maintenance.attributes
   - onprem_ai.maintenance.attributes.INFO_MODULE

@@ -403,7 +403,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
 
     def _client_gone(self):
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable = select.select([self.connection], [], [], 0)[0]
             if not readable:
                 return False
             return self.connection.recv(1, socket.MSG_PEEK) == b""

@@ -96,7 +96,7 @@ class LabServer:
 
     def running(self):
         """vllm:num_requests_running as an int."""
-        _, _, body = self.get("/metrics")
+        body = self.get("/metrics")[2]
         match = re.search(r'^vllm:num_requests_running\{model_name="' + MODEL + r'"\} (\d+)$', body.decode(), re.M)
         assert match, body
         return int(match.group(1))
@@ -176,7 +176,7 @@ def test_health_and_models(server):
     status, headers, body = server.get("/health")
     assert status == 200 and body == b""
     assert headers["X-Lab-Node"] == "gpu-node-1" and headers["X-Lab-Model-Version"] == "2025-11-01"
-    status, _, body = server.get("/v1/models")
+    status, dummy, body = server.get("/v1/models")
     assert status == 200
     models = json.loads(body)
     assert models["object"] == "list" and len(models["data"]) == 1
@@ -188,7 +188,7 @@ def test_health_and_models(server):
 def test_chat_completion_non_streaming_and_keep_alive(server):
     conn = server.conn()
     try:
-        for _ in range(3):  # one keep-alive connection, several requests
+        for dummy in range(3):  # one keep-alive connection, several requests
             status, headers, body = server.post("/v1/chat/completions", chat(max_tokens=3), conn=conn)
             assert status == 200
             assert headers["X-Lab-Node"] == "gpu-node-1" and headers["X-Lab-Model-Version"] == "2025-11-01"
@@ -203,7 +203,7 @@ def test_chat_completion_non_streaming_and_keep_alive(server):
             assert obj["usage"]["completion_tokens"] == 3
             assert obj["usage"]["total_tokens"] == obj["usage"]["prompt_tokens"] + 3
         # max_tokens above the configured length is capped to it (5)
-        _, _, body = server.post("/v1/chat/completions", chat(max_tokens=100), conn=conn)
+        body = server.post("/v1/chat/completions", chat(max_tokens=100), conn=conn)[2]
         assert json.loads(body)["usage"]["completion_tokens"] == 5
     finally:
         conn.close()
@@ -211,7 +211,7 @@ def test_chat_completion_non_streaming_and_keep_alive(server):
 
 
 def test_text_completion(server):
-    status, _, body = server.post("/v1/completions", {"model": MODEL, "prompt": "hello", "max_tokens": 2})
+    status, dummy, body = server.post("/v1/completions", {"model": MODEL, "prompt": "hello", "max_tokens": 2})
     assert status == 200
     obj = json.loads(body)
     assert obj["object"] == "text_completion"
@@ -225,11 +225,11 @@ def test_unknown_model_and_bad_json(server):
     err = json.loads(body)["error"]
     assert err["type"] == "NotFoundError" and err["code"] == 404 and err["param"] is None
     assert "no-such-model" in err["message"]
-    status, _, body = server.post("/v1/chat/completions", b"{not json")
+    status, dummy, body = server.post("/v1/chat/completions", b"{not json")
     assert status == 400
     err = json.loads(body)["error"]
     assert err["type"] == "BadRequestError" and err["code"] == 400
-    status, _, _ = server.get("/no/such/path")
+    status = server.get("/no/such/path")[0]
     assert status == 404
 
 
@@ -271,7 +271,7 @@ def test_metrics_counts_in_flight_streams(start_server):
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=stream, daemon=True) for _ in range(2)]
+    threads = [threading.Thread(target=stream, daemon=True) for dummy in range(2)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 3
