@@ -15,7 +15,7 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-DEMO_PLAYBOOK ?= playbooks/fleet_report.yml
+DEMO_DRIVER ?= 570
 
 .PHONY: help venv host collection lab-image lab-repo lab-up lab-down demo lint sanity unit molecule test clean
 
@@ -49,8 +49,16 @@ lab-up: venv collection lab-image lab-repo
 lab-down: venv collection
 	ansible-playbook tests/lab/lab.yml -e lab_state=absent
 
-demo: lab-up
-	ansible-playbook $(DEMO_PLAYBOOK)
+# A fresh lab every time (driver 550 everywhere), then the rolling upgrade to $(DEMO_DRIVER).
+demo: venv collection lab-image lab-repo
+	@echo "== fresh lab: 3 GPU nodes on driver 550, 1 gateway node"
+	ansible-playbook tests/lab/lab.yml -e lab_state=reset >/dev/null
+	@echo "== fleet before"
+	ansible-playbook playbooks/fleet_report.yml
+	@echo "== rolling NVIDIA driver upgrade to $(DEMO_DRIVER), one node at a time"
+	ansible-playbook playbooks/gpu.yml -e gpu_stack_driver_version=$(DEMO_DRIVER)
+	@echo "== fleet after"
+	ansible-playbook playbooks/fleet_report.yml
 
 lint: venv collection
 	ansible-lint --profile production

@@ -205,3 +205,121 @@ def cuda_toolkits(root=CUDA_ROOT):
         found.append({'version': version, 'path': path, 'default': default == os.path.realpath(path)})
     found.sort(key=lambda item: version_tuple(item['version']))
     return found
+
+
+# Minimum driver of each CUDA toolkit release on Linux x86_64 ("Toolkit Driver Version" of NVIDIA's
+# CUDA release notes, GA releases). Minor-version compatibility lets 12.x run on >= 525.60.13 and
+# 13.x on >= 580 with restrictions (no PTX JIT of newer code); CUDA_MINOR_COMPAT_MIN_DRIVER holds those.
+CUDA_MIN_DRIVER = {
+    '11.8': '520.61.05',
+    '12.0': '525.60.13',
+    '12.1': '530.30.02',
+    '12.2': '535.54.03',
+    '12.3': '545.23.06',
+    '12.4': '550.54.14',
+    '12.5': '555.42.02',
+    '12.6': '560.28.03',
+    '12.8': '570.26',
+    '12.9': '575.51.03',
+    '13.0': '580.65.06',
+}
+CUDA_MINOR_COMPAT_MIN_DRIVER = {'11': '450.80.02', '12': '525.60.13', '13': '580.65.06'}
+
+
+def cuda_min_driver(cuda_version, minor_compat=False):
+    """Lowest driver that runs a CUDA toolkit ('12.4.1' or '12.4'), None when the release is unknown."""
+    parts = version_tuple(cuda_version)
+    if len(parts) < 2:
+        return None
+    if minor_compat:
+        return CUDA_MINOR_COMPAT_MIN_DRIVER.get(str(parts[0]))
+    return CUDA_MIN_DRIVER.get('%d.%d' % parts[:2])
+
+
+def driver_runs_cuda(driver_version, cuda_version, minor_compat=False):
+    """True/False, or None when the CUDA release is not in the table."""
+    minimum = cuda_min_driver(cuda_version, minor_compat)
+    if minimum is None:
+        return None
+    return version_tuple(driver_version) >= version_tuple(minimum)
+
+
+# Driver package sets by repository layout. {b} = branch, {open} = '-open' for the open kernel modules.
+#   branch:      NVIDIA's CUDA repository for Ubuntu (branches before 590) and mirrors using its names
+#   server:      Ubuntu's own archive (the -server branches, as NVIDIA's ansible role installs them)
+#   unversioned: NVIDIA's CUDA repository for Ubuntu from branch 590 on (names without the branch;
+#                the version alone selects the branch)
+DRIVER_LAYOUTS = {
+    'branch': {
+        'packages': ['nvidia-driver-{b}{open}', 'nvidia-utils-{b}', 'libnvidia-compute-{b}', 'nvidia-kernel-common-{b}', 'nvidia-dkms-{b}{open}'],
+        'fabricmanager': 'nvidia-fabricmanager-{b}',
+    },
+    'server': {
+        'packages': ['nvidia-driver-{b}-server{open}', 'nvidia-utils-{b}-server', 'libnvidia-compute-{b}-server',
+                     'nvidia-kernel-common-{b}-server', 'nvidia-dkms-{b}-server{open}'],
+        'fabricmanager': 'nvidia-fabricmanager-{b}',
+    },
+    'unversioned': {
+        'packages': ['nvidia-driver{open}', 'nvidia-utils', 'libnvidia-compute', 'nvidia-kernel-common', 'nvidia-dkms{open}'],
+        'fabricmanager': 'nvidia-fabricmanager',
+    },
+    # RHEL family: the dnf module stream nvidia-driver:<branch>-dkms (or <branch>-open) selects the branch.
+    'dnf': {
+        'packages': ['nvidia-driver', 'nvidia-driver-cuda', 'nvidia-driver-libs', 'kmod-nvidia-{kmod}-dkms'],
+        'fabricmanager': 'nvidia-fabric-manager',
+    },
+}
+# Everything that makes up the NVIDIA stack on a host, held together so that unattended or OS
+# upgrades cannot move one part of it.
+STACK_PATTERNS = ['nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'kmod-nvidia*']
+
+
+def default_layout(distribution, distribution_version, branch):
+    """Package layout to try first for a distribution and branch ('branch', 'unversioned', 'dnf')."""
+    distribution = (distribution or '').lower()
+    if distribution in ('redhat', 'rhel', 'centos', 'rocky', 'almalinux', 'oraclelinux', 'fedora'):
+        return 'dnf'
+    if distribution == 'ubuntu' and branch and int(branch) >= 590:
+        return 'unversioned'
+    return 'branch'
+
+
+def driver_package_names(layout, branch, open_kernel=False, fabricmanager=False):
+    """Package names of one driver branch in a layout."""
+    spec = DRIVER_LAYOUTS[layout]
+    names = [name.format(b=branch, open='-open' if open_kernel else '', kmod='open' if open_kernel else 'latest')
+             for name in spec['packages']]
+    if fabricmanager:
+        names.append(spec['fabricmanager'].format(b=branch))
+    return names
+
+
+def dnf_module_stream(branch, open_kernel=False):
+    """('nvidia-driver', '570-dkms') or ('nvidia-driver', '570-open')."""
+    return 'nvidia-driver', '%s-%s' % (branch, 'open' if open_kernel else 'dkms')
+
+
+# Oldest driver branch that supports each GPU architecture, and the last branch for the ones NVIDIA
+# has retired (590 drops Maxwell, Pascal and Volta). The open kernel modules need Turing or newer.
+ARCH_MIN_BRANCH = {'Maxwell': 346, 'Pascal': 375, 'Volta': 384, 'Turing': 410, 'Ampere': 450,
+                   'Ada Lovelace': 520, 'Hopper': 520, 'Blackwell': 570}
+ARCH_MAX_BRANCH = {'Maxwell': 580, 'Pascal': 580, 'Volta': 580}
+OPEN_KERNEL_ARCHS = ('Turing', 'Ampere', 'Ada Lovelace', 'Hopper', 'Blackwell')
+
+
+def branch_supports_gpu(branch, architecture, open_kernel=False):
+    """None when fine or unknown, else the reason the branch cannot drive this GPU architecture."""
+    if not architecture or architecture not in ARCH_MIN_BRANCH:
+        return None
+    branch = int(branch)
+    if branch < ARCH_MIN_BRANCH[architecture]:
+        return 'driver branch %d is older than the first branch supporting %s GPUs (%d)' % (branch, architecture, ARCH_MIN_BRANCH[architecture])
+    if architecture in ARCH_MAX_BRANCH and branch > ARCH_MAX_BRANCH[architecture]:
+        return 'driver branch %d no longer supports %s GPUs (last: %d)' % (branch, architecture, ARCH_MAX_BRANCH[architecture])
+    if open_kernel and architecture not in OPEN_KERNEL_ARCHS:
+        return 'the open kernel modules do not support %s GPUs (Turing or newer needed)' % architecture
+    return None
+
+
+# Kernel modules of the driver, in the order they must be unloaded.
+KERNEL_MODULES_UNLOAD_ORDER = ['nvidia_peermem', 'nvidia_drm', 'nvidia_modeset', 'nvidia_uvm', 'nvidia']

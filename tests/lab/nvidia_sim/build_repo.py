@@ -55,7 +55,7 @@ def host_arch():
 
 def inputs_hash(arch):
     """Hash of every input of the build: the nvidia_sim sources and the architecture."""
-    digest = hashlib.sha256(arch.encode())
+    digest = hashlib.sha256(arch.encode() + b"\0" + os.uname().release.encode())
     for name in sorted(os.listdir(HERE)):
         path = os.path.join(HERE, name)
         if os.path.isfile(path) and not name.endswith(".pyc"):
@@ -91,7 +91,7 @@ def expand_catalog(arch):
     for product in catalog.PRODUCTS:
         for release in product["versions"]:
             variables = {"VERSION": release["version"], "MULTIARCH": catalog.MULTIARCH[arch], "TARGET": catalog.TARGETS[arch],
-                         "DKMS_MODULES": catalog.DKMS_MODULES}
+                         "DKMS_MODULES": catalog.DKMS_MODULES, "KERNEL": os.uname().release}
             variables.update(release["vars"])
             for template in product["packages"]:
                 files = []

@@ -205,4 +205,14 @@ PRODUCTS = [
                        ("link", "/usr/lib/@MULTIARCH@/libnvidia-container.so.1", "libnvidia-container.so.@VERSION@")]},
         ],
     },
+    {
+        # Kernel headers for the running kernel (lab containers share the host's kernel), so that the
+        # "headers/DKMS for the running kernel" preflight has something real to find. @KERNEL@ is uname -r.
+        "product": "kernel-headers",
+        "versions": [{"version": "1.0", "vars": {}}],
+        "packages": [
+            {"name": "linux-headers-@KERNEL@", "summary": "Header files for Linux @KERNEL@ (placeholder)",
+             "files": [("text", "/usr/src/linux-headers-@KERNEL@/SIMULATED", "SIMULATED kernel headers for @KERNEL@\n")]},
+        ],
+    },
 ]

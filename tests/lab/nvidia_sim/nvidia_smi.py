@@ -23,6 +23,7 @@ CUDA_VERSION = "12.8"
 
 RC_OK = 0
 RC_INVALID_ARG = 2
+RC_GPU_LOST = 15  # NVML_ERROR_GPU_IS_LOST
 RC_NO_DEVICES = 6
 RC_NO_DRIVER = 9
 RC_MISMATCH = 18
@@ -146,8 +147,21 @@ def init_nvml():
     gpus = load_gpus()
     if not gpus:
         raise SmiError("No devices were found", RC_NO_DEVICES)
+    if DRIVER_VERSION in broken_driver_versions():
+        raise SmiError("Unable to determine the device handle for GPU %s: Unknown Error" % gpus[0]["pci_bus_id"], RC_GPU_LOST)
     load_procs(gpus)
     return gpus
+
+
+def broken_driver_versions():
+    """Lab fault injection: driver versions that fail on this node's GPUs (/etc/nvidia-sim/faults.json)."""
+    text = read_text(sim_path("/etc/nvidia-sim/faults.json"))
+    if not text:
+        return []
+    try:
+        return list(json.loads(text).get("broken_driver_versions", []))
+    except (ValueError, AttributeError):
+        return []
 
 
 def select_gpus(gpus, ids):

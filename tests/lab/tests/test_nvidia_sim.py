@@ -127,6 +127,15 @@ def test_version_mismatch(root, smi550):
     assert (result.returncode, result.stdout) == (18, "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.133\n")
 
 
+def test_fault_injection_broken_driver(root, smi550):
+    (root / "etc/nvidia-sim/faults.json").write_text(json.dumps({"broken_driver_versions": [V570]}))
+    result = smi(root, "-q", "-x")
+    assert result.returncode == 15
+    assert result.stdout == "Unable to determine the device handle for GPU 00000000:18:00.0: Unknown Error\n"
+    load_module(root, V550)
+    assert smi(root, "-L", script=smi550).returncode == 0  # only the listed version is broken
+
+
 @pytest.mark.parametrize("content", [None, "[]"])
 def test_no_gpus(root, content):
     gpus = root / "etc/nvidia-sim/gpus.json"
@@ -550,7 +559,8 @@ def test_build_repo(tmp_path):  # pylint: disable=too-many-locals,too-many-state
     for ctk in ("1.17.4", "1.17.8"):
         for pkg in ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools", "libnvidia-container1"):
             expected[pkg, ctk + "-1"] = None
-    assert len(debs) == len(expected) == 43
+    expected["linux-headers-" + os.uname().release, "1.0-1"] = None
+    assert len(debs) == len(expected) == 44  # 43 NVIDIA packages + linux-headers-<uname -r>
     found = {}
     for deb in debs.values():
         found[deb_field(deb, "Package"), deb_field(deb, "Version")] = deb

@@ -107,3 +107,58 @@ def test_cuda_toolkits(tmp_path):
         {'version': '12.8.1', 'path': str(tmp_path / 'cuda-12.8'), 'default': False},
     ]
     assert nvidia.cuda_toolkits(str(tmp_path / 'missing')) == []
+
+
+@pytest.mark.parametrize('distribution,release,branch,layout', [
+    ('Ubuntu', '22.04', '570', 'branch'),
+    ('Ubuntu', '24.04', '570', 'branch'),
+    ('Ubuntu', '24.04', '590', 'unversioned'),
+    ('Debian', '12', '570', 'branch'),
+    ('RedHat', '9.4', '570', 'dnf'),
+    ('Rocky', '9.4', '550', 'dnf'),
+])
+def test_default_layout(distribution, release, branch, layout):
+    assert nvidia.default_layout(distribution, release, branch) == layout
+
+
+def test_driver_package_names_per_layout():
+    assert nvidia.driver_package_names('branch', '570') == [
+        'nvidia-driver-570', 'nvidia-utils-570', 'libnvidia-compute-570', 'nvidia-kernel-common-570', 'nvidia-dkms-570']
+    assert nvidia.driver_package_names('branch', '570', open_kernel=True, fabricmanager=True) == [
+        'nvidia-driver-570-open', 'nvidia-utils-570', 'libnvidia-compute-570', 'nvidia-kernel-common-570', 'nvidia-dkms-570-open',
+        'nvidia-fabricmanager-570']
+    assert nvidia.driver_package_names('server', '550') == [
+        'nvidia-driver-550-server', 'nvidia-utils-550-server', 'libnvidia-compute-550-server', 'nvidia-kernel-common-550-server',
+        'nvidia-dkms-550-server']
+    assert nvidia.driver_package_names('unversioned', '590', open_kernel=True) == [
+        'nvidia-driver-open', 'nvidia-utils', 'libnvidia-compute', 'nvidia-kernel-common', 'nvidia-dkms-open']
+    assert nvidia.driver_package_names('dnf', '570', fabricmanager=True) == [
+        'nvidia-driver', 'nvidia-driver-cuda', 'nvidia-driver-libs', 'kmod-nvidia-latest-dkms', 'nvidia-fabric-manager']
+    assert nvidia.dnf_module_stream('570') == ('nvidia-driver', '570-dkms')
+    assert nvidia.dnf_module_stream('570', open_kernel=True) == ('nvidia-driver', '570-open')
+
+
+@pytest.mark.parametrize('driver,cuda,minor,expected', [
+    ('550.127.08', '12.4.1', False, True),
+    ('550.127.08', '12.8.1', False, False),
+    ('550.127.08', '12.8.1', True, True),
+    ('570.26', '12.8', False, True),
+    ('570.25.01', '12.8', False, False),
+    ('535.54.03', '12.2.2', False, True),
+    ('525.60.13', '13.0', True, False),
+    ('570.133.20', '99.1', False, None),
+])
+def test_driver_runs_cuda(driver, cuda, minor, expected):
+    assert nvidia.driver_runs_cuda(driver, cuda, minor) is expected
+
+
+@pytest.mark.parametrize('branch,arch,open_kernel,problem', [
+    ('570', 'Hopper', False, None),
+    ('550', 'Blackwell', False, 'older than the first branch supporting Blackwell'),
+    ('590', 'Volta', False, 'no longer supports Volta'),
+    ('570', 'Pascal', True, 'open kernel modules do not support Pascal'),
+    ('570', 'Unknown', False, None),
+])
+def test_branch_supports_gpu(branch, arch, open_kernel, problem):
+    reason = nvidia.branch_supports_gpu(branch, arch, open_kernel)
+    assert (reason is None) if problem is None else (problem in reason)

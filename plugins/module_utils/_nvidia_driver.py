@@ -1,0 +1,417 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The logic of the nvidia_driver module: plan, preflight, install, hold, reload, record.
+
+PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import installed_driver_version
+
+STATE_NAME = 'nvidia_driver'
+FABRICMANAGER_SERVICE = 'nvidia-fabricmanager.service'
+PERSISTENCED_SERVICE = 'nvidia-persistenced.service'
+
+
+class DriverError(Exception):
+    """Stop with this message; nothing (more) was changed."""
+
+
+class Host(object):
+    """Commands the driver logic runs on the host, in one place so that tests can script them."""
+
+    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT):
+        self.module = module
+        self.packages = packages
+        self.sysfs_root = sysfs_root
+        self.cuda_root = cuda_root
+
+    def kernel_release(self):
+        return os.uname().release
+
+    def loaded_version(self):
+        return nvidia.read_loaded_module_version(os.path.join(self.sysfs_root, 'nvidia', 'version'))
+
+    def loaded_modules(self):
+        return [m for m in nvidia.KERNEL_MODULES_UNLOAD_ORDER if os.path.isdir(os.path.join(self.sysfs_root, m))]
+
+    def smi(self, args):
+        path = self.module.get_bin_path('nvidia-smi')
+        if not path:
+            return None
+        return self.module.run_command([path] + list(args))
+
+    def gpus(self):
+        """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (no driver, mismatch)."""
+        result = self.smi(['-q', '-x'])
+        if not result or result[0] != 0:
+            return None
+        try:
+            return nvidia.parse_smi_xml(result[1])['gpus']
+        except ValueError:
+            return None
+
+    def compute_processes(self):
+        """Compute processes on the GPUs, or None when nvidia-smi cannot tell."""
+        fields = ['pid', 'process_name', 'used_memory', 'gpu_uuid']
+        result = self.smi(['--query-compute-apps=%s' % ','.join(fields), '--format=csv,noheader,nounits'])
+        if not result or result[0] != 0:
+            return None
+        try:
+            return nvidia.parse_csv_query(result[1], fields)
+        except ValueError:
+            return None
+
+    def systemctl(self, *args):
+        return self.module.run_command([self.module.get_bin_path('systemctl', required=True)] + list(args))
+
+    def is_active(self, service):
+        if not self.module.get_bin_path('systemctl'):
+            return False
+        return self.systemctl('is-active', '--quiet', service)[0] == 0
+
+    def modprobe(self, *args):
+        return self.module.run_command([self.module.get_bin_path('modprobe', required=True)] + list(args))
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+def _stack_names(installed):
+    return sorted(name for name in installed if not name.startswith(('nvidia-container-toolkit', 'libnvidia-container')))
+
+
+def _describe(procs):
+    seen = []
+    for proc in procs:
+        text = '%s (pid %s)' % (proc['process_name'], proc['pid'])
+        if text not in seen:
+            seen.append(text)
+    return ', '.join(seen)
+
+
+def _version_matching(versions, upstream):
+    for version in versions:
+        if nvidia.upstream_version(version) == upstream:
+            return version
+    return None
+
+
+class Plan(object):
+    """What the module is going to do; also what check mode returns."""
+
+    def __init__(self):
+        self.target = None
+        self.branch = None
+        self.layout = None
+        self.specs = []          # [(name, package version)]
+        self.actions = []        # apt's simulated actions
+        self.preflight = []      # [{'check', 'ok', 'detail'}]
+        self.stream = None
+
+    def as_dict(self):
+        return {'target_version': self.target, 'branch': self.branch, 'layout': self.layout,
+                'packages': dict(self.specs), 'actions': self.actions, 'preflight': self.preflight,
+                'module_stream': ':'.join(self.stream) if self.stream else None}
+
+
+class DriverManager(object):
+    """One run of the nvidia_driver module."""
+
+    def __init__(self, module, host, params, facts):
+        self.module = module
+        self.host = host
+        self.pm = host.packages
+        self.params = params
+        self.facts = facts   # {'distribution', 'distribution_version'}
+        self.warnings = []
+
+    # ---- reading -------------------------------------------------------------------------
+    def current(self):
+        installed = self.pm.installed(nvidia.STACK_PATTERNS)
+        return {
+            'version': installed_driver_version(installed),
+            'loaded_version': self.host.loaded_version(),
+            'packages': dict((n, installed[n]) for n in _stack_names(installed)),
+            'stack': sorted(installed),
+            'held': [n for n in self.pm.held() if n in installed],
+        }
+
+    def _wanted_fabricmanager(self, current):
+        choice = self.params['fabricmanager']
+        if choice == 'auto':
+            return any('fabric' in name for name in current['packages'])
+        return choice == 'present'
+
+    def _resolve(self, current):
+        """Target version, layout and exact package versions."""
+        plan = Plan()
+        open_kernel = self.params['kernel_module'] == 'open'
+        want_fm = self._wanted_fabricmanager(current)
+        if self.params['state'] == 'previous':
+            record = self._load_state().get('previous')
+            if not record or not record.get('packages'):
+                raise DriverError('No previous driver version is recorded on this host (%s): nothing to roll back to.'
+                                  % state.state_path(self.params['state_dir'], STATE_NAME))
+            plan.target = record['version']
+            plan.branch = nvidia.branch_of(plan.target)
+            plan.layout = record.get('layout')
+            plan.specs = sorted(record['packages'].items())
+            return plan
+        requested = str(self.params['version']).strip()
+        parts = nvidia.version_tuple(requested)
+        if not parts or str(parts[0]) != requested.split('.', 1)[0]:
+            raise DriverError('version must be a driver branch such as "570" or an exact version such as "570.133.20", got %r' % requested)
+        plan.branch = str(parts[0])
+        layouts = [self.params['package_layout']] if self.params['package_layout'] != 'auto' else self._auto_layouts(plan.branch)
+        tried = []
+        for layout in layouts:
+            names = nvidia.driver_package_names(layout, plan.branch, open_kernel, want_fm)
+            if layout == 'dnf':
+                plan.stream = nvidia.dnf_module_stream(plan.branch, open_kernel)
+            anchor_versions = [v for v in self.pm.available_versions(names[0]) if nvidia.branch_of(v) == plan.branch]
+            tried.append('%s (%s)' % (names[0], ', '.join(nvidia.upstream_version(v) for v in anchor_versions) or 'not available'))
+            if len(parts) > 1:
+                anchor = _version_matching(anchor_versions, requested)
+            else:
+                anchor = max(anchor_versions, key=nvidia.version_tuple) if anchor_versions else None
+            if not anchor:
+                continue
+            plan.layout = layout
+            plan.target = nvidia.upstream_version(anchor)
+            missing = []
+            for name in names:
+                version = _version_matching(self.pm.available_versions(name), plan.target)
+                if version:
+                    plan.specs.append((name, version))
+                else:
+                    missing.append(name)
+            if missing:
+                raise DriverError('Driver %s is only partly available from the configured repositories: no %s at version %s. '
+                                  'Check the repository mirror before retrying.' % (plan.target, ', '.join(missing), plan.target))
+            return plan
+        raise DriverError('Driver %s is not available from the configured repositories; looked for: %s. '
+                          'Run with update_cache=true, or check the repository configuration.' % (requested, '; '.join(tried)))
+
+    def _auto_layouts(self, branch):
+        first = nvidia.default_layout(self.facts.get('distribution'), self.facts.get('distribution_version'), branch)
+        if first == 'dnf':
+            return ['dnf']
+        others = [layout for layout in ('branch', 'unversioned', 'server') if layout != first]
+        return [first] + others
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _preflight(self, plan, current):
+        checks = plan.preflight
+        failures = []
+
+        def check(name, problem, detail=None):
+            checks.append({'check': name, 'ok': problem is None, 'detail': problem or detail})
+            if problem:
+                failures.append(problem)
+
+        check('packages available', None, '%d packages at %s (%s layout)' % (len(plan.specs), plan.target, plan.layout))
+        if self.params['check_kernel_headers']:
+            kernel = self.host.kernel_release()
+            header = ('kernel-devel-%s' if self.pm.name == 'dnf' else 'linux-headers-%s') % kernel
+            present = header in self.pm.installed([header]) or bool(self.pm.available_versions(header))
+            check('kernel headers', None if present else
+                  'kernel headers for the running kernel are neither installed nor available (%s): DKMS cannot build the '
+                  'module. Install them, or reboot into a kernel that has them.' % header, header)
+        minor = self.params['minor_version_compatibility']
+        for toolkit in nvidia.cuda_toolkits(self.host.cuda_root):
+            runs = nvidia.driver_runs_cuda(plan.target, toolkit['version'], minor)
+            if runs is None:
+                self.warnings.append('CUDA %s is not in the minimum-driver table; not checked.' % toolkit['version'])
+                continue
+            check('CUDA %s' % toolkit['version'], None if runs else
+                  'driver %s cannot run the installed CUDA %s toolkit (needs >= %s); upgrade to a newer branch or remove the toolkit first'
+                  % (plan.target, toolkit['version'], nvidia.cuda_min_driver(toolkit['version'], minor)),
+                  'needs >= %s' % nvidia.cuda_min_driver(toolkit['version'], minor))
+        gpus = self.host.gpus()
+        if gpus is None:
+            checks.append({'check': 'GPU support', 'ok': None, 'detail': 'not checked: nvidia-smi cannot list the GPUs now'})
+        else:
+            problems = sorted(set(filter(None, (nvidia.branch_supports_gpu(plan.branch, gpu.get('architecture'),
+                                                                           self.params['kernel_module'] == 'open') for gpu in gpus))))
+            check('GPU support', '; '.join(problems) or None, ', '.join(sorted(set(g['name'] or '?' for g in gpus))) or 'no GPUs')
+        if failures:
+            raise DriverError('Preflight failed, nothing was changed: ' + ' | '.join(failures))
+
+    def _load_state(self):
+        try:
+            return state.load(self.params['state_dir'], STATE_NAME)
+        except state.StateError as exc:
+            raise DriverError(str(exc)) from exc
+
+    # ---- GPU users -----------------------------------------------------------------------------
+    def _gpu_processes(self):
+        """Compute processes on the GPUs; none known when nvidia-smi cannot tell (no driver, mismatch)."""
+        return self.host.compute_processes() or []
+
+    def _stop_gpu_users(self, result):
+        procs = self._gpu_processes()
+        if not procs:
+            return []
+        described = _describe(procs)
+        services = self.params['stop_services']
+        if not services:
+            raise DriverError('GPU compute processes are running: %s. Stop them first, or name the services that run them in '
+                              'stop_services so that they are stopped and started again around the upgrade.' % described)
+        stopped = []
+        for service in services:
+            if self.host.is_active(service):
+                rc, out, err = self.host.systemctl('stop', service)
+                if rc != 0:
+                    self._start(stopped)
+                    raise DriverError('could not stop %s: %s' % (service, (err or out).strip()))
+                stopped.append(service)
+        result['services']['stopped'] = stopped
+        deadline = time.time() + self.params['stop_timeout']
+        while True:
+            procs = self._gpu_processes()
+            if not procs:
+                return stopped
+            if time.time() >= deadline:
+                self._start(stopped)
+                raise DriverError('GPU compute processes still run after stopping %s: %s. Nothing was changed; the services were '
+                                  'started again.' % (', '.join(services), _describe(procs)))
+            self.host.sleep(2)
+
+    def _start(self, services):
+        started = []
+        for service in services:
+            rc, out, err = self.host.systemctl('start', service)
+            if rc == 0:
+                started.append(service)
+            else:
+                self.warnings.append('could not start %s again: %s' % (service, (err or out).strip()))
+        return started
+
+    # ---- kernel modules ----------------------------------------------------------------------
+    def _reload(self, target):
+        """Unload the old modules and load the new ones; returns (succeeded, message)."""
+        loaded = self.host.loaded_modules()
+        helpers = [s for s in (FABRICMANAGER_SERVICE, PERSISTENCED_SERVICE) if self.host.is_active(s)]
+        for service in helpers:
+            self.host.systemctl('stop', service)
+        if loaded:
+            rc, out, err = self.host.modprobe('-r', *loaded)
+            if rc != 0:
+                self._start(helpers)
+                return False, 'could not unload %s: %s' % (' '.join(loaded), (err or out).strip())
+        for module_name in ('nvidia', 'nvidia_uvm'):
+            rc, out, err = self.host.modprobe(module_name)
+            if rc != 0:
+                self._start(helpers)
+                return False, 'could not load %s: %s' % (module_name, (err or out).strip())
+        now = self.host.loaded_version()
+        self._start(helpers)
+        if now != target:
+            return False, 'after reloading, the kernel reports nvidia %s instead of %s' % (now, target)
+        return True, 'unloaded %s and loaded nvidia %s' % (' '.join(loaded) or 'nothing', now)
+
+    # ---- main --------------------------------------------------------------------------------
+    def run(self):
+        if self.params['update_cache'] and not self.module.check_mode:
+            self.pm.update_cache()
+        before = self.current()
+        plan = self._resolve(before)
+        want = dict(plan.specs)
+        packages_ok = all(before['packages'].get(name) == version for name, version in want.items())
+        holds_wanted = sorted(set(want) | set(before['stack'])) if self.params['hold'] else []
+        result = {'changed': False, 'version': {'before': before['version'], 'after': before['version'],
+                                                'loaded': before['loaded_version']},
+                  'previous_version': None, 'reboot_required': False, 'reload': {'attempted': False, 'succeeded': None, 'message': None},
+                  'services': {'stopped': [], 'started': []}, 'held': before['held'], 'plan': plan.as_dict()}
+        record = self._load_state()
+        result['previous_version'] = (record.get('previous') or {}).get('version')
+
+        if packages_ok:
+            missing_holds = [n for n in holds_wanted if n not in before['held']]
+            if missing_holds:
+                result['changed'] = True
+                if not self.module.check_mode:
+                    self.pm.hold(missing_holds)
+                result['held'] = sorted(set(before['held']) | set(missing_holds))
+            result['reboot_required'] = bool(before['loaded_version'] and before['loaded_version'] != plan.target)
+            return self._finish(result, before, plan)
+
+        self._preflight(plan, before)
+        plan.actions = self.pm.simulate_install(plan.specs)
+        result['plan'] = plan.as_dict()
+        result['changed'] = True
+        result['version']['after'] = plan.target
+        if self.module.check_mode:
+            result['reboot_required'] = bool(before['loaded_version'])
+            result['reload']['message'] = 'check mode: the modules would be reloaded if nothing holds them, else a reboot is required'
+            return self._finish(result, before, plan)
+
+        stopped = self._stop_gpu_users(result)
+        try:
+            if plan.stream:
+                self.pm.enable_module_stream(*plan.stream)
+            self.pm.unhold(before['held'])
+            self.pm.install(plan.specs)
+            after = self.current()
+            if self.params['hold']:
+                self.pm.hold(after['stack'])
+        except pkg.PackageError as exc:
+            self._start(stopped)
+            raise DriverError('Package change failed: %s. The previous packages may be partly replaced; run again, or roll back '
+                              'with state=previous.' % exc) from exc
+        if after['version'] != plan.target:
+            self._start(stopped)
+            raise DriverError('After installing, the installed driver is %s, not %s.' % (after['version'], plan.target))
+        previous = {'version': before['version'], 'packages': before['packages'],
+                    'layout': (record.get('current') or {}).get('layout')} if before['version'] else None
+        current = {'version': plan.target, 'packages': want, 'layout': plan.layout}
+        try:
+            state.save(self.params['state_dir'], STATE_NAME, state.record_change(record, current, previous))
+        except state.StateError as exc:
+            self.warnings.append('the driver was changed but the record of the previous version could not be written: %s' % exc)
+        result['previous_version'] = before['version']
+        result['held'] = self.pm.held()
+
+        loaded = self.host.loaded_version()
+        if loaded and loaded != plan.target and self.params['reload']:
+            result['reload']['attempted'] = True
+            ok, message = self._reload(plan.target)
+            result['reload'].update(succeeded=ok, message=message)
+            result['reboot_required'] = not ok
+        elif loaded and loaded != plan.target:
+            result['reboot_required'] = True
+            result['reload']['message'] = 'reload disabled: a reboot loads the new driver'
+        if result['reboot_required']:
+            result['reload']['message'] = (result['reload']['message'] or '') + '; a reboot is required to load %s' % plan.target
+            if stopped:
+                self.warnings.append('left %s stopped: they cannot use the GPUs until the node reboots' % ', '.join(stopped))
+        else:
+            result['services']['started'] = self._start(stopped)
+        result['version']['loaded'] = self.host.loaded_version()
+        return self._finish(result, before, plan)
+
+    def _finish(self, result, before, plan):
+        after_version = result['version']['after']
+        result['diff'] = {
+            'before': 'driver: %s\nloaded: %s\npackages:\n%s\nheld: %s\n' % (
+                before['version'], before['loaded_version'],
+                ''.join('  %s=%s\n' % item for item in sorted(before['packages'].items())).rstrip('\n') or '  (none)',
+                ', '.join(before['held']) or '(none)'),
+            'after': 'driver: %s\nloaded: %s\npackages:\n%s\nheld: %s\n' % (
+                after_version, result['version']['loaded'] if not self.module.check_mode else before['loaded_version'],
+                ''.join('  %s=%s\n' % item for item in plan.specs).rstrip('\n'),
+                ', '.join(result['held']) or '(none)'),
+        }
+        result['warnings'] = self.warnings
+        return result

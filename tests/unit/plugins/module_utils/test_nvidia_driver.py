@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+import pytest
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager
+
+REPO = {}
+for _v in ('550.127.08', '550.144.03', '570.124.06', '570.133.20'):
+    _b = _v.split('.', maxsplit=1)[0]
+    _names = nvidia.driver_package_names('branch', _b, fabricmanager=True) + nvidia.driver_package_names('branch', _b, open_kernel=True)
+    for _n in set(_names + ['cuda-drivers-' + _b]):
+        REPO.setdefault(_n, []).insert(0, _v + '-1')
+REPO['linux-headers-6.1.0-28-amd64'] = ['6.1.119-1']
+OLD = dict((n, '550.127.08-1') for n in nvidia.driver_package_names('branch', '550'))
+
+
+class FakePackages(object):
+    """A package manager whose repository and database are dicts; install() follows apt's conflicts."""
+
+    name = 'apt'
+
+    def __init__(self, installed=None, repo=None, held=()):
+        self.db = dict(installed if installed is not None else OLD)
+        self.repo = repo if repo is not None else REPO
+        self.holds = set(held)
+        self.log = []
+
+    def installed(self, patterns):
+        return dict((n, v) for n, v in self.db.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+    def available_versions(self, name):
+        return list(self.repo.get(name, []))
+
+    def held(self):
+        return sorted(self.holds)
+
+    def update_cache(self):
+        self.log.append('update')
+
+    def simulate_install(self, specs):
+        return [{'action': 'install', 'name': n, 'from': self.db.get(n), 'to': v} for n, v in specs]
+
+    def install(self, specs):
+        self.log.append(('install', list(specs)))
+        branches = set(nvidia.branch_of(v) for n, v in specs)
+        for name in list(self.db):  # other branches conflict (nvidia-driver-binary & co.)
+            if name.split('-')[-1].isdigit() and name.split('-')[-1] not in branches and not name.startswith('linux-'):
+                del self.db[name]
+        self.db.update(dict(specs))
+        return self.simulate_install(specs)
+
+    def hold(self, names):
+        self.log.append(('hold', sorted(names)))
+        self.holds.update(names)
+
+    def unhold(self, names):
+        self.log.append(('unhold', sorted(names)))
+        self.holds.difference_update(names)
+
+    def enable_module_stream(self, name, stream):
+        self.log.append(('stream', name, stream))
+
+
+class FakeHost(object):
+    def __init__(self, packages, loaded='550.127.08', procs=(), gpus=None, in_use=False, services=()):
+        self.packages = packages
+        self.loaded = loaded
+        self.procs = list(procs)
+        self._gpus = gpus if gpus is not None else [{'name': 'NVIDIA H100 80GB HBM3', 'architecture': 'Hopper'}]
+        self.cuda_root = '/nonexistent/cuda-root'
+        self.in_use = in_use
+        self.active = set(services)
+        self.log = []
+
+    def kernel_release(self):
+        return '6.1.0-28-amd64'
+
+    def loaded_version(self):
+        return self.loaded
+
+    def loaded_modules(self):
+        return ['nvidia_uvm', 'nvidia'] if self.loaded else []
+
+    def gpus(self):
+        return self._gpus
+
+    def compute_processes(self):
+        return [dict(pid=str(p[0]), process_name=p[1], used_memory='20480', gpu_uuid='GPU-1') for p in self.procs]
+
+    def systemctl(self, *args):
+        self.log.append(('systemctl',) + args)
+        if args[0] == 'stop':
+            self.active.discard(args[1])
+            self.procs = [p for p in self.procs if p[2] != args[1]]
+        elif args[0] == 'start':
+            self.active.add(args[1])
+        return 0, '', ''
+
+    def is_active(self, service):
+        return service in self.active
+
+    def modprobe(self, *args):
+        self.log.append(('modprobe',) + args)
+        if args[0] == '-r':
+            if self.in_use:
+                return 1, '', 'modprobe: FATAL: Module nvidia is in use.'
+            self.loaded = None
+            return 0, '', ''
+        if args[0] == 'nvidia':
+            self.loaded = _installed_upstream(self.packages)
+        return 0, '', ''
+
+    def sleep(self, seconds):
+        self.log.append(('sleep', seconds))
+
+
+def _installed_upstream(packages):
+    for name, version in packages.db.items():
+        if name.startswith('libnvidia-compute'):
+            return nvidia.upstream_version(version)
+    return None
+
+
+class FakeModule(object):
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+
+
+def params(**kwargs):
+    base = dict(version='570', state='present', kernel_module='proprietary', package_layout='auto', fabricmanager='auto',
+                hold=True, stop_services=[], stop_timeout=5, reload=True, check_kernel_headers=True,
+                minor_version_compatibility=False, update_cache=False, state_dir=None)
+    base.update(kwargs)
+    return base
+
+
+def run(host, tmp_path, check_mode=False, facts=None, **kwargs):
+    manager = DriverManager(FakeModule(check_mode), host, params(state_dir=str(tmp_path), **kwargs),
+                            facts or {'distribution': 'Debian', 'distribution_version': '12'})
+    return manager.run(), manager
+
+
+def cuda_root(tmp_path, *versions):
+    root = tmp_path / 'usr-local'
+    for version in versions:
+        path = root / ('cuda-' + '.'.join(version.split('.')[:2]))
+        path.mkdir(parents=True)
+        (path / 'version.json').write_text(json.dumps({'cuda': {'version': version}}))
+    return str(root)
+
+
+def test_branch_upgrade_reloads_holds_and_records(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm)
+    result, dummy = run(host, tmp_path)
+    assert result['changed'] is True
+    assert result['version'] == {'before': '550.127.08', 'after': '570.133.20', 'loaded': '570.133.20'}
+    assert result['plan']['layout'] == 'branch'
+    assert result['plan']['packages']['nvidia-driver-570'] == '570.133.20-1'
+    assert 'nvidia-fabricmanager-570' not in result['plan']['packages']  # none installed before: auto leaves it out
+    assert result['reboot_required'] is False and result['reload']['succeeded'] is True
+    assert ('modprobe', '-r', 'nvidia_uvm', 'nvidia') in host.log
+    assert sorted(pm.holds) == sorted(nvidia.driver_package_names('branch', '570'))
+    record = json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    assert record['previous']['version'] == '550.127.08'
+    assert record['previous']['packages'] == OLD
+    assert record['history'][-1]['from'] == '550.127.08' and record['history'][-1]['to'] == '570.133.20'
+    assert 'nvidia-driver-550=550.127.08-1' in result['diff']['before']
+    assert 'nvidia-driver-570=570.133.20-1' in result['diff']['after']
+
+
+def test_second_run_changes_nothing(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm)
+    run(host, tmp_path)
+    pm.log = []
+    result, dummy = run(host, tmp_path)
+    assert result['changed'] is False
+    assert pm.log == []
+    assert result['previous_version'] == '550.127.08'
+
+
+def test_missing_holds_are_a_change_of_their_own(tmp_path):
+    pm = FakePackages(installed=dict((n, '570.133.20-1') for n in nvidia.driver_package_names('branch', '570')))
+    result, dummy = run(FakeHost(pm, loaded='570.133.20'), tmp_path)
+    assert result['changed'] is True
+    assert not [entry for entry in pm.log if entry[0] == 'install']
+    assert sorted(pm.holds) == sorted(nvidia.driver_package_names('branch', '570'))
+
+
+def test_check_mode_plans_and_changes_nothing(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm)
+    result, dummy = run(host, tmp_path, check_mode=True)
+    assert result['changed'] is True
+    assert result['version']['after'] == '570.133.20'
+    assert result['plan']['actions'][0]['to'].startswith('570.133.20')
+    assert pm.db == OLD and pm.holds == set() and host.loaded == '550.127.08'
+    assert not (tmp_path / 'nvidia_driver.json').exists()
+
+
+def test_exact_version(tmp_path):
+    result, dummy = run(FakeHost(FakePackages()), tmp_path, version='570.124.06')
+    assert result['version']['after'] == '570.124.06'
+
+
+def test_unavailable_version_names_what_exists(tmp_path):
+    with pytest.raises(DriverError, match=r'570\.999\.1 is not available.*nvidia-driver-570 \(570\.133\.20, 570\.124\.06\)'):
+        run(FakeHost(FakePackages()), tmp_path, version='570.999.1')
+
+
+def test_bad_version_string(tmp_path):
+    with pytest.raises(DriverError, match='must be a driver branch'):
+        run(FakeHost(FakePackages()), tmp_path, version='latest')
+
+
+def test_refuses_while_gpu_processes_run(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')])
+    with pytest.raises(DriverError, match=r'GPU compute processes are running: vllm \(pid 4242\).*stop_services'):
+        run(host, tmp_path)
+    assert pm.db == OLD
+
+
+def test_stops_and_restarts_named_services(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')], services=['vllm.service'])
+    result, dummy = run(host, tmp_path, stop_services=['vllm.service'])
+    assert result['services'] == {'stopped': ['vllm.service'], 'started': ['vllm.service']}
+    assert result['reload']['succeeded'] is True
+    assert host.log.index(('systemctl', 'stop', 'vllm.service')) < host.log.index(('modprobe', '-r', 'nvidia_uvm', 'nvidia'))
+
+
+def test_processes_that_do_not_stop_abort_and_services_come_back(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, procs=[(4242, 'python3', 'other.service')], services=['vllm.service'])
+    with pytest.raises(DriverError, match='still run after stopping vllm.service'):
+        run(host, tmp_path, stop_services=['vllm.service'], stop_timeout=0)
+    assert ('systemctl', 'start', 'vllm.service') in host.log
+    assert pm.db == OLD
+
+
+def test_module_in_use_means_reboot(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, in_use=True, procs=[(1, 'vllm', 'vllm.service')], services=['vllm.service'])
+    result, manager = run(host, tmp_path, stop_services=['vllm.service'])
+    assert result['reboot_required'] is True
+    assert result['reload']['succeeded'] is False
+    assert 'Module nvidia is in use' in result['reload']['message']
+    assert result['version']['loaded'] == '550.127.08'
+    assert result['services']['started'] == []
+    assert any('left vllm.service stopped' in w for w in manager.warnings)
+
+
+def test_reload_disabled_means_reboot(tmp_path):
+    result, dummy = run(FakeHost(FakePackages()), tmp_path, reload=False)
+    assert result['reboot_required'] is True and result['reload']['attempted'] is False
+
+
+def test_preflight_cuda_toolkit_too_new_for_target(tmp_path):
+    pm = FakePackages(installed=dict((n, '570.133.20-1') for n in nvidia.driver_package_names('branch', '570')))
+    host = FakeHost(pm, loaded='570.133.20')
+    host.cuda_root = cuda_root(tmp_path, '12.8.1')
+    with pytest.raises(DriverError, match=r'driver 550\.144\.03 cannot run the installed CUDA 12\.8\.1 toolkit \(needs >= 570\.26\)'):
+        run(host, tmp_path, version='550')
+    assert pm.log == []
+
+
+def test_preflight_cuda_minor_version_compatibility(tmp_path):
+    pm = FakePackages(installed=dict((n, '570.133.20-1') for n in nvidia.driver_package_names('branch', '570')))
+    host = FakeHost(pm, loaded='570.133.20')
+    host.cuda_root = cuda_root(tmp_path, '12.8.1')
+    result, dummy = run(host, tmp_path, version='550', minor_version_compatibility=True)
+    assert result['version']['after'] == '550.144.03'
+
+
+def test_preflight_kernel_headers(tmp_path):
+    repo = dict((k, v) for k, v in REPO.items() if not k.startswith('linux-headers'))
+    with pytest.raises(DriverError, match='kernel headers for the running kernel.*linux-headers-6.1.0-28-amd64'):
+        run(FakeHost(FakePackages(repo=repo)), tmp_path)
+    result, dummy = run(FakeHost(FakePackages(repo=repo)), tmp_path, check_kernel_headers=False)
+    assert result['changed'] is True
+
+
+def test_preflight_gpu_support(tmp_path):
+    host = FakeHost(FakePackages(), gpus=[{'name': 'Tesla V100', 'architecture': 'Volta'}])
+    with pytest.raises(DriverError, match='open kernel modules do not support Volta'):
+        run(host, tmp_path, kernel_module='open', check_kernel_headers=False)
+
+
+def test_fabricmanager_follows_the_driver(tmp_path):
+    installed = dict(OLD)
+    installed['nvidia-fabricmanager-550'] = '550.127.08-1'
+    pm = FakePackages(installed=installed)
+    result, dummy = run(FakeHost(pm), tmp_path)
+    assert pm.db['nvidia-fabricmanager-570'] == '570.133.20-1'
+    assert 'nvidia-fabricmanager-570' in result['held']
+
+
+def test_rollback_to_previous(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm)
+    run(host, tmp_path)
+    result, dummy = run(host, tmp_path, state='previous', version=None)
+    assert result['version'] == {'before': '570.133.20', 'after': '550.127.08', 'loaded': '550.127.08'}
+    assert dict((n, v) for n, v in pm.db.items() if n in OLD) == OLD
+    record = json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    assert record['previous']['version'] == '570.133.20'  # rolling back again returns to 570
+
+
+def test_rollback_without_record(tmp_path):
+    with pytest.raises(DriverError, match='No previous driver version is recorded'):
+        run(FakeHost(FakePackages()), tmp_path, state='previous', version=None)
+
+
+def test_unreadable_record_is_a_clear_error(tmp_path):
+    (tmp_path / 'nvidia_driver.json').write_text('{oops')
+    with pytest.raises(DriverError, match='cannot read .*nvidia_driver.json'):
+        run(FakeHost(FakePackages()), tmp_path)
+
+
+def test_auto_layout_falls_back_to_unversioned(tmp_path):
+    repo = {'nvidia-driver': ['590.44.01-1'], 'nvidia-utils': ['590.44.01-1'], 'libnvidia-compute': ['590.44.01-1'],
+            'nvidia-kernel-common': ['590.44.01-1'], 'nvidia-dkms': ['590.44.01-1'], 'linux-headers-6.1.0-28-amd64': ['1']}
+    pm = FakePackages(installed={}, repo=repo)
+    result, dummy = run(FakeHost(pm, loaded=None, gpus=[]), tmp_path, version='590', facts={'distribution': 'Ubuntu', 'distribution_version': '24.04'})
+    assert result['plan']['layout'] == 'unversioned'
+    assert result['previous_version'] is None
+
+
+def test_dnf_enables_the_module_stream(tmp_path):
+    repo = dict((n, ['3:570.133.20-1.el9']) for n in nvidia.driver_package_names('dnf', '570'))
+    repo['linux-headers-6.1.0-28-amd64'] = []
+    repo['kernel-devel-6.1.0-28-amd64'] = ['6.1.0-28']
+    pm = FakePackages(installed={}, repo=repo)
+    pm.name = 'dnf'
+    result, dummy = run(FakeHost(pm, loaded=None), tmp_path, facts={'distribution': 'RedHat', 'distribution_version': '9.4'})
+    assert ('stream', 'nvidia-driver', '570-dkms') in pm.log
+    assert result['plan']['module_stream'] == 'nvidia-driver:570-dkms'
+    assert result['plan']['packages']['kmod-nvidia-latest-dkms'] == '3:570.133.20-1.el9'
+
+
+def test_package_errors_explain_what_to_do(tmp_path):
+    pm = FakePackages()
+
+    def broken(specs):
+        raise pkg.PackageError('apt-get install -y failed (rc=100): E: Unable to fetch some archives')
+    pm.install = broken
+    with pytest.raises(DriverError, match='Package change failed: .*Unable to fetch.*state=previous'):
+        run(FakeHost(pm), tmp_path)
