@@ -384,12 +384,13 @@ class DriverManager(object):
         result['held'] = self.pm.held()
 
         loaded = self.host.loaded_version()
-        if loaded and loaded != plan.target and self.params['reload']:
+        if loaded != plan.target and self.params['reload']:
+            # also a first install: nothing loaded yet, load the new module
             result['reload']['attempted'] = True
             ok, message = self._reload(plan.target)
             result['reload'].update(succeeded=ok, message=message)
             result['reboot_required'] = not ok
-        elif loaded and loaded != plan.target:
+        elif loaded != plan.target:
             result['reboot_required'] = True
             result['reload']['message'] = 'reload disabled: a reboot loads the new driver'
         if result['reboot_required']:

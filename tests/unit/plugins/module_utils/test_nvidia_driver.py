@@ -262,6 +262,15 @@ def test_module_in_use_means_reboot(tmp_path):
     assert any('left vllm.service stopped' in w for w in manager.warnings)
 
 
+def test_first_install_loads_the_module(tmp_path):
+    pm = FakePackages(installed={})
+    host = FakeHost(pm, loaded=None, gpus=[])
+    result, dummy = run(host, tmp_path)
+    assert result['version'] == {'before': None, 'after': '570.133.20', 'loaded': '570.133.20'}
+    assert ('modprobe', 'nvidia') in host.log and not [e for e in host.log if e[:2] == ('modprobe', '-r')]
+    assert result['previous_version'] is None and result['reboot_required'] is False
+
+
 def test_reload_disabled_means_reboot(tmp_path):
     result, dummy = run(FakeHost(FakePackages()), tmp_path, reload=False)
     assert result['reboot_required'] is True and result['reload']['attempted'] is False
