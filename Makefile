@@ -9,6 +9,7 @@ ROOT := $(CURDIR)
 VENV := $(ROOT)/.venv
 LAB_DIR := $(ROOT)/.lab
 PYTHON ?= python3
+export PYTHON
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
@@ -23,7 +24,8 @@ help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 	@echo "other targets: venv host lab-image lab-repo lab-up lab-down lint sanity unit molecule clean"
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt tools/ensure-host.sh
+	tools/ensure-host.sh
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements.txt

@@ -12,6 +12,8 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# Debian's python3 needs python3-venv for `python3 -m venv` (the Makefile's virtualenv).
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing host packages: ${need[*]} (run as root, or install them)" >&2
