@@ -67,6 +67,9 @@ lint: venv collection
 	@for m in plugins/modules/*.py; do n=$$(basename $$m .py); \
 	  ansible-doc -t module onprem_ai.maintenance.$$n >/dev/null || { echo "ansible-doc failed for $$n"; exit 1; }; \
 	  echo "ansible-doc onprem_ai.maintenance.$$n renders"; done
+	@for r in roles/*/; do n=$$(basename $$r); \
+	  ansible-doc -t role onprem_ai.maintenance.$$n >/dev/null || { echo "ansible-doc -t role failed for $$n"; exit 1; }; \
+	  echo "ansible-doc -t role onprem_ai.maintenance.$$n renders"; done
 
 sanity: venv host
 	tools/sanity.sh
