@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark model_pull's HTTP download against plain curl, on the same local source, and time a no-op re-run.
+
+    tools/collection-tree.sh link
+    PYTHONPATH=build/collections .venv/bin/python benchmarks/model_pull/run.py [--size-mib 1024] [--workdir DIR]
+
+The source is the lab model source simulation (tests/lab/model_sources/model_source_server.py) on 127.0.0.1.
+model_pull's numbers include what curl does not do: the sha256 of every byte (computed while downloading),
+the manifest, and the atomic switch.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelPull
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER = ROOT / 'tests' / 'lab' / 'model_sources' / 'model_source_server.py'
+
+
+def make_file(path, size_mib):
+    digest = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(path, 'wb') as handle:
+        for index in range(size_mib):
+            chunk = block[index % 256:] + block[:index % 256]  # distinct blocks, cheap to make
+            handle.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def start_server(root):
+    proc = subprocess.Popen([sys.executable, str(SERVER), '--root', str(root), '--port', '0'],  # pylint: disable=consider-using-with
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = re.search(r'listening on http://127\.0\.0\.1:(\d+)', line or '')
+        if match:
+            return proc, int(match.group(1))
+    proc.kill()
+    raise SystemExit('the lab model source did not start')
+
+
+def timed(func):
+    start = time.monotonic()
+    func()
+    return time.monotonic() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size-mib', type=int, default=1024)
+    parser.add_argument('--workdir', default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix='model_pull_bench.', dir=args.workdir))
+    proc = None
+    try:
+        (work / 'src' / 'files').mkdir(parents=True)
+        sha = make_file(work / 'src' / 'files' / 'model.bin', args.size_mib)
+        size = args.size_mib << 20
+        proc, port = start_server(work / 'src')
+        url = 'http://127.0.0.1:%d/files/model.bin' % port
+        curl = shutil.which('curl')
+        rows = []
+        if curl:
+            out = work / 'curl.bin'
+            seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True))
+            rows.append(('curl -o', seconds, size))
+            sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL))
+            rows.append(('curl -o, then sha256sum', seconds + sums, size))
+            out.unlink()
+        params = dict(name='bench', version='v1', source='http', url=url, sha256=sha, files=None, dest_root=str(work / 'store'),
+                      keep=1, state='present', activate=True, verify='quick', free_space_margin=0)
+        first = {}
+        seconds = timed(lambda: first.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()))
+        assert first['changed'] and first['bytes_transferred'] == size, first
+        rows.append(('model_pull (download + sha256 + switch)', seconds, size))
+        again = {}
+        noop = timed(lambda: again.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()))
+        assert not again['changed']
+        full = timed(lambda: ModelPull(dict(params, verify='full'), http_client=HttpClient(timeout=60)).run())
+        print('model_pull benchmark: %d MiB file from the lab model source on 127.0.0.1, %s' % (args.size_mib, time.strftime('%Y-%m-%d')))
+        print('%-42s %10s %12s' % ('method', 'seconds', 'MiB/s'))
+        for name, secs, nbytes in rows:
+            print('%-42s %10.2f %12.1f' % (name, secs, nbytes / secs / (1 << 20)))
+        print('%-42s %10.4f %12s' % ('model_pull no-op re-run (verify: quick)', noop, '-'))
+        print('%-42s %10.2f %12s' % ('model_pull no-op re-run (verify: full)', full, '-'))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,45 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verify the model store on the node: current link, files and hashes, kept versions, the record."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE']).get_hosts('gpu_nodes')
+
+STORE = '/var/lib/onprem_ai/models/tiny'
+SOURCE = '/srv/lab-model-source/files/tiny'
+
+
+def test_current_points_at_v1_after_rollback(host):
+    link = host.file(STORE + '/current')
+    assert link.is_symlink and link.linked_to == STORE + '/v1'
+
+
+def test_files_are_the_source_files(host):
+    for version in ('v1', 'v2'):
+        for name in ('model.bin', 'config.json'):
+            assert host.file('%s/%s/%s' % (STORE, version, name)).sha256sum == host.file('%s/%s/%s' % (SOURCE, version, name)).sha256sum
+
+
+def test_manifest_records_hashes(host):
+    manifest = json.loads(host.file(STORE + '/v1/.manifest.json').content_string)
+    for entry in manifest['files']:
+        assert host.file('%s/v1/%s' % (STORE, entry['path'])).sha256sum == entry['sha256']
+
+
+def test_no_corrupt_or_partial_leftovers(host):
+    assert not host.file(STORE + '/v3').exists
+    assert host.check_output('find %s/.staging -type f | wc -l' % STORE) == '0'
+
+
+def test_record(host):
+    record = json.loads(host.file(STORE + '/state.json').content_string)
+    assert record['current']['version'] == 'v1'
+    assert record['previous']['version'] == 'v2'
