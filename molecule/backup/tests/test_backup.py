@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verify the node itself: the repository as restic sees it, restored files, timers, drill report, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE']).get_hosts('gpu_nodes')
+
+RESTIC = 'restic --repo /var/backups/onprem_ai/restic --password-file /etc/onprem_ai/restic.pass --no-cache '
+DRILL = '/var/tmp/onprem_ai_drill'
+
+
+def snapshots(host):
+    return json.loads(host.check_output(RESTIC + 'snapshots --json'))
+
+
+def test_password_file_is_private(host):
+    password = host.file('/etc/onprem_ai/restic.pass')
+    assert password.mode == 0o600 and password.user == 'root'
+    assert host.file('/etc/onprem_ai/backup.env').mode == 0o600
+
+
+def test_snapshots_after_retention(host):
+    found = snapshots(host)
+    # converge: pre-update, timer daily, two daily, forget keep_daily=1 -> 1; then the monthly timer snapshot.
+    assert len(found) == 2
+    assert all(s['hostname'] == 'molecule-backup-1' for s in found)
+    assert sorted(tuple(sorted(s['tags'])) for s in found) == [('daily',), ('monthly', 'reason:timer')]
+
+
+def test_latest_snapshot_holds_manifest_and_data_not_public_models(host):
+    listing = [json.loads(line) for line in host.check_output(RESTIC + 'ls latest --json').splitlines()]
+    paths = set(n.get('path') for n in listing if n.get('struct_type') == 'node')
+    assert '/var/lib/onprem_ai/backup_manifest.json' in paths
+    assert '/srv/data/app/blob.bin' in paths and '/etc/litellm/config.yaml' in paths
+    assert '/srv/models/custom/adapter/weights.bin' in paths
+    assert not any(p.startswith('/srv/models/public') for p in paths)
+    assert '/etc/onprem_ai/restic.pass' not in paths
+
+
+def test_repository_checks_clean(host):
+    assert 'no errors were found' in host.check_output(RESTIC + 'check --read-data 2>&1')
+
+
+def test_restored_files_equal_originals(host):
+    for path in ['/srv/data/app/blob.bin', '/etc/litellm/config.yaml', '/srv/models/custom/adapter/weights.bin']:
+        assert host.file(DRILL + path).sha256sum == host.file(path).sha256sum
+
+
+def test_restored_manifest_records_the_system_state(host):
+    manifest = json.loads(host.file(DRILL + '/var/lib/onprem_ai/backup_manifest.json').content_string)
+    assert manifest['packages']['restic'].startswith('0.14')
+    assert manifest['gpu']['driver_version'] == '550.127.08'
+    assert manifest['models'][0]['digest'] == 'sha256:5e1f'
+    assert manifest['tags'] == ['monthly']
+
+
+def test_timers_enabled(host):
+    for name in ['onprem-ai-backup-daily.timer', 'onprem-ai-backup-monthly.timer']:
+        timer = host.service(name)
+        assert timer.is_enabled and timer.is_running
+    for name in ['onprem-ai-backup-daily.service', 'onprem-ai-backup-monthly.service']:
+        assert host.run('systemctl show -p Result --value %s' % name).stdout.strip() == 'success'
+
+
+def test_drill_report_keeps_history(host):
+    report = json.loads(host.file('/var/lib/onprem_ai/dr/dr_drill.json').content_string)
+    assert len(report['drills']) == 2
+    for drill in report['drills']:
+        assert drill['ok'] is True and drill['manifest_ok'] is True
+        assert float(drill['rto_seconds']) > 0 and 0 <= float(drill['rpo_seconds']) < 3600
+        assert drill['files'] >= 4
+    markdown = host.file('/var/lib/onprem_ai/dr/dr_drill.md').content_string
+    assert markdown.count('| passed |') == 2 and 'RTO' in markdown
+
+
+def test_faults_reported_clearly(host):
+    faults = json.loads(host.file('/var/tmp/backup_faults.json').content_string)
+    assert 'wrong repository password' in faults['wrong_password']
+    assert 'Wr0ng-Passw0rd-9d41' not in json.dumps(faults) and 'molecule-Backup-Pass-7f3c' not in json.dumps(faults)
+    assert 'corrupt' in faults['deleted'] and 'corrupt' in faults['altered']
+    assert 'no space left on device' in faults['full']

@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest
+from ansible_collections.onprem_ai.maintenance.plugins.modules import backup_snapshot
+
+PASSWORD = 'correct-horse-battery'
+SUMMARY = '{"message_type":"summary","files_new":2,"files_changed":0,"files_unmodified":0,"data_added":900,"snapshot_id":"75a8b6e5"}\n'
+BINS = {'restic': '/usr/bin/restic', 'dpkg-query': '/usr/bin/dpkg-query', 'docker': '/usr/bin/docker'}
+
+
+class Commands(object):
+    """Fake run_command: answers by program (and restic subcommand); records argv and environment."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def __call__(self, args, environ_update=None, **kwargs):
+        self.calls.append((list(args), dict(environ_update or {})))
+        name = os.path.basename(args[0])
+        if name == 'restic':
+            sub = [a for a in args[3:] if not a.startswith('-')][0]
+            answer = self.answers['restic ' + sub]
+            return answer(args) if callable(answer) else answer
+        return self.answers.get(name, (127, '', 'not found'))
+
+
+def run_module(mocker, capsys, args, answers, check_mode=False):
+    commands = Commands(answers)
+    mocker.patch.object(basic.AnsibleModule, 'run_command', side_effect=commands)
+    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, required=False, opt_dirs=None: BINS.get(name))
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            backup_snapshot.main()
+    out = capsys.readouterr().out
+    return json.loads(out), out, commands
+
+
+def base(tmp_path, **kwargs):
+    return dict(repository=str(tmp_path / 'repo'), password=PASSWORD, state_dir=str(tmp_path / 'state'), **kwargs)
+
+
+def test_backup_writes_the_manifest_and_snapshots_it(mocker, capsys, tmp_path):
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'a.txt').write_text('hello')
+    (tmp_path / 'state').mkdir()
+    (tmp_path / 'state' / 'model_llama.json').write_text(json.dumps({'current': {'name': 'llama', 'version': '3.1', 'digest': 'sha256:ab'}}))
+    answers = {'restic backup': (0, SUMMARY, ''), 'dpkg-query': (0, 'restic\t0.14.0-1+b5\tii \nbash\t5.2\tii \n', ''),
+               'docker': (0, 'vllm/vllm-openai\tv0.8.5\tsha256:1234\tabcd\n', '')}
+    args = base(tmp_path, paths=[str(data), str(tmp_path / 'nope')], tags=['daily'], reason='before update')
+    result, out, commands = run_module(mocker, capsys, args, answers)
+    assert result['changed'] is True and result['snapshot']['id'] == '75a8b6e5'
+    manifest_path = str(tmp_path / 'state' / 'backup_manifest.json')
+    assert result['manifest_path'] == manifest_path and os.path.isfile(manifest_path)
+    backup_argv, environ = [c for c in commands.calls if c[0][0] == '/usr/bin/restic'][0]
+    assert backup_argv[-2:] == [str(data), manifest_path]
+    assert ['--tag', 'daily'] == backup_argv[7:9] and 'reason:before-update' in backup_argv
+    assert environ['RESTIC_PASSWORD'] == PASSWORD and PASSWORD not in ' '.join(backup_argv)
+    stored = json.load(open(manifest_path))
+    assert stored['packages']['restic'] == '0.14.0-1+b5'
+    assert stored['container_images'] == [{'repository': 'vllm/vllm-openai', 'tag': 'v0.8.5', 'digest': 'sha256:1234', 'id': 'abcd'}]
+    assert stored['models'][0]['digest'] == 'sha256:ab'
+    assert stored['litellm'] is None and stored['reason'] == 'before update'
+    assert stored['paths'][0] == {'path': str(data), 'exists': True, 'files': 1, 'bytes': 5}
+    assert 'does not exist' in json.dumps(result.get('warnings'))
+    assert PASSWORD not in out
+
+
+def test_wrong_password_fails_clearly_and_never_prints_it(mocker, capsys, tmp_path):
+    answers = {'restic snapshots': (1, '', 'Fatal: wrong password or no key found\n')}
+    result, out, dummy = run_module(mocker, capsys, base(tmp_path, action='snapshots'), answers)
+    assert result['failed'] is True and result['error_kind'] == 'wrong_password'
+    assert 'wrong repository password' in result['msg']
+    assert PASSWORD not in out
+
+
+def test_init_is_idempotent_and_check_mode_creates_nothing(mocker, capsys, tmp_path):
+    missing = (1, '', 'Fatal: unable to open config file: stat x/config: no such file or directory\nIs there a repository at the following location?\n')
+    result, dummy, commands = run_module(mocker, capsys, base(tmp_path, action='init'), {'restic cat': missing}, check_mode=True)
+    assert result['changed'] is True and result['initialized'] is True
+    assert not [c for c in commands.calls if 'init' in c[0]]
+    result, dummy, commands = run_module(mocker, capsys, base(tmp_path, action='init'), {'restic cat': (0, '{}', '')})
+    assert result['changed'] is False and result['initialized'] is False
+
+
+def test_corrupt_repository_check_fails(mocker, capsys, tmp_path):
+    answers = {'restic check': (1, 'check all packs\n', 'pack 93974bc8 does not exist\nFatal: repository contains errors\n')}
+    result, dummy, dummy2 = run_module(mocker, capsys, base(tmp_path, action='check'), answers)
+    assert result['failed'] is True and result['error_kind'] == 'corrupt' and 'pack 93974bc8 does not exist' in result['msg']
+
+
+def test_restore_verifies_against_listing_and_manifest(mocker, capsys, tmp_path):
+    target = tmp_path / 'target'
+    state_dir = str(tmp_path / 'state')
+    snapshots = [{'time': '2026-11-25T02:00:00Z', 'id': 'bbbb2222' + '0' * 56, 'short_id': 'bbbb2222', 'paths': ['/etc/app'], 'hostname': 'n1'}]
+    manifest_rel = os.path.join(state_dir, 'backup_manifest.json').lstrip('/')
+
+    def restore(args):
+        (target / 'etc' / 'app').mkdir(parents=True)
+        (target / 'etc' / 'app' / 'a.conf').write_text('abc')
+        os.makedirs(os.path.dirname(str(target / manifest_rel)))
+        (target / manifest_rel).write_text(json.dumps({'paths': [{'path': '/etc/app', 'exists': True, 'files': 1, 'bytes': 3}]}))
+        return (0, 'restoring ...\nfinished verifying 2 files\n', '')
+
+    listing = '\n'.join(json.dumps(n) for n in [
+        {'struct_type': 'snapshot', 'id': 'bbbb2222'},
+        {'struct_type': 'node', 'path': '/etc/app', 'type': 'dir'},
+        {'struct_type': 'node', 'path': '/etc/app/a.conf', 'type': 'file', 'size': 3}])
+    answers = {'restic snapshots': (0, json.dumps(snapshots), ''), 'restic restore': restore, 'restic ls': (0, listing, '')}
+    result, dummy, commands = run_module(mocker, capsys, base(tmp_path, action='restore', target=str(target)), answers)
+    assert result['changed'] is True and result['snapshot']['short_id'] == 'bbbb2222'
+    assert result['verification']['ok'] is True and result['verification']['files'] == 1
+    assert result['verification']['manifest']['paths'][0]['found_files'] == 1
+    restore_argv = [c[0] for c in commands.calls if 'restore' in c[0]][0]
+    assert restore_argv[3:] == ['restore', 'bbbb2222' + '0' * 56, '--target', str(target), '--verify']
+
+
+def test_restore_missing_file_fails_verification(mocker, capsys, tmp_path):
+    snapshots = [{'time': '2026-11-25T02:00:00Z', 'id': 'cccc', 'short_id': 'cccc', 'paths': ['/etc/app']}]
+    listing = json.dumps({'struct_type': 'node', 'path': '/etc/app/a.conf', 'type': 'file', 'size': 3})
+    answers = {'restic snapshots': (0, json.dumps(snapshots), ''), 'restic restore': (0, '', ''), 'restic ls': (0, listing, '')}
+    result, dummy, dummy2 = run_module(mocker, capsys, base(tmp_path, action='restore', target=str(tmp_path / 't')), answers)
+    assert result['failed'] is True and result['error_kind'] == 'verify' and result['verification']['missing'] == ['/etc/app/a.conf']
+
+
+def test_forget_needs_a_policy(mocker, capsys, tmp_path):
+    result, dummy, dummy2 = run_module(mocker, capsys, base(tmp_path, action='forget'), {})
+    assert result['failed'] is True and 'keep_daily' in result['msg']
+
+
+def test_manifest_without_optional_parts(tmp_path):
+    class Bare(object):
+        def get_bin_path(self, name, required=False):
+            return None
+
+        def run_command(self, args, **kwargs):
+            raise AssertionError(args)
+
+    data = manifest.build(Bare(), [str(tmp_path)], state_dir=str(tmp_path / 'none'), include_gpu=False,
+                          litellm_configs=[str(tmp_path / 'missing.yaml')], litellm_binaries=[])
+    assert data['packages'] == {} and data['container_images'] is None and data['litellm'] is None
+    assert data['models'] is None and data['records'] is None
+
+
+def test_manifest_litellm_config_hash(tmp_path):
+    config = tmp_path / 'config.yaml'
+    config.write_text('model_list: []\n')
+    result = manifest._litellm(None, configs=[str(config)], binaries=[])
+    assert result['config']['sha256'] == manifest.sha256_file(str(config)) and result['version'] is None
+
+
+def test_manifest_counts_leave_out_excluded_paths(tmp_path):
+    (tmp_path / 'etc').mkdir()
+    (tmp_path / 'etc' / 'restic.pass').write_text('secret')
+    (tmp_path / 'etc' / 'backup.env').write_text('X=1')
+    (tmp_path / 'etc' / 'cache.tmp').write_text('x')
+    (tmp_path / 'public').mkdir()
+    (tmp_path / 'public' / 'model.bin').write_text('weights')
+    exclude = [str(tmp_path / 'etc' / 'restic.pass'), str(tmp_path / 'public'), '*.tmp']
+    assert manifest.tree_stats(str(tmp_path), exclude) == {'path': str(tmp_path), 'exists': True, 'files': 1, 'bytes': 3}
+    assert manifest.tree_stats(str(tmp_path / 'etc' / 'restic.pass'), exclude)['files'] == 0
