@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ import time
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _gpu_info as gpu_info
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import sha256_file
 
 MANIFEST_NAME = 'backup_manifest'
 MANIFEST_VERSION = 1
@@ -29,17 +29,6 @@ LITELLM_CONFIGS = ['/etc/litellm/config.yaml', '/etc/litellm/config.yml', '/opt/
 LITELLM_BINARIES = ['/opt/litellm/venv/bin/litellm', '/usr/local/bin/litellm', '/usr/bin/litellm']
 # Records of other modules of this collection that are not state of the node itself.
 _OWN_RECORDS = (MANIFEST_NAME, 'dr_drill', 'backup')
-
-
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def excluded(path, exclude):
