@@ -228,9 +228,9 @@ def apply_changes(config, present=(), absent=(), exclusive=False, sections=None,
             others = [d for d in models if d is not deployment and d.get('model_name') == deployment.get('model_name')
                       and not any(d is h for h in hits)]
             if not others and not allow_drain_last:
+                label, name = deployment_label(deployment), deployment.get('model_name')
                 raise ConfigError('draining %s would leave model %r with no deployment: every request for it would fail. '
-                                  'Add another deployment first, or set allow_drain_last.' % (deployment_label(deployment),
-                                                                                             deployment.get('model_name')))
+                                  'Add another deployment first, or set allow_drain_last.' % (label, name))
             drained[deployment_label(deployment)] = deployment
         models[:] = [d for d in models if not any(d is h for h in hits)]
     for selector in undrain:

@@ -206,8 +206,8 @@ def main():
     params = module.params
     path = params['path']
     # Secrets given in clear anywhere in the arguments are hidden from every output, -vvv invocation included.
-    for value in litellm.secret_values(dict((k, params[k]) for k in ('deployments', 'absent_deployments', 'router_settings',
-                                                                      'litellm_settings', 'general_settings', 'environment_variables'))):
+    given = ('deployments', 'absent_deployments', 'router_settings', 'litellm_settings', 'general_settings', 'environment_variables')
+    for value in litellm.secret_values(dict((k, params[k]) for k in given)):
         module.no_log_values.add(value)
 
     try:
