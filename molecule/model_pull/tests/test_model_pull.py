@@ -43,3 +43,10 @@ def test_record(host):
     record = json.loads(host.file(STORE + '/state.json').content_string)
     assert record['current']['version'] == 'v1'
     assert record['previous']['version'] == 'v2'
+
+
+def test_hf_snapshot_is_current_and_complete(host):
+    current = host.file('/var/lib/onprem_ai/models/tiny-hf/current')
+    assert current.is_symlink and current.linked_to.endswith('/3f1c2a9be07d')
+    assert host.file('/var/lib/onprem_ai/models/tiny-hf/current/model.safetensors').size == 3000000
+    assert not host.file('/var/lib/onprem_ai/models/tiny-hf/current/README.md').exists
