@@ -39,35 +39,28 @@ def _is_secret_name(name):
     return name not in NOT_SECRET and any(word in name for word in SECRET_WORDS)
 
 
-def plaintext_secrets(config, path=''):
-    """Dotted paths of values that look like secrets written in clear (not os.environ/ references)."""
-    found = []
+def _clear_secrets(config, path=''):
+    """(dotted path, value) of every secret-named string value that is not an os.environ/ reference."""
     if isinstance(config, dict):
         for key, value in config.items():
             here = '%s.%s' % (path, key) if path else str(key)
             if isinstance(value, str) and _is_secret_name(key) and value and not value.startswith(ENV_REFERENCE):
-                found.append(here)
+                yield here, value
             else:
-                found.extend(plaintext_secrets(value, here))
+                yield from _clear_secrets(value, here)
     elif isinstance(config, list):
         for index, value in enumerate(config):
-            found.extend(plaintext_secrets(value, '%s[%d]' % (path, index)))
-    return found
+            yield from _clear_secrets(value, '%s[%d]' % (path, index))
+
+
+def plaintext_secrets(config):
+    """Dotted paths of values that look like secrets written in clear (not os.environ/ references)."""
+    return [where for where, dummy in _clear_secrets(config)]
 
 
 def secret_values(config):
-    """Every secret-named string value that is not an os.environ/ reference (to hide them from all output)."""
-    found = []
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if isinstance(value, str) and _is_secret_name(key) and value and not value.startswith(ENV_REFERENCE):
-                found.append(value)
-            else:
-                found.extend(secret_values(value))
-    elif isinstance(config, list):
-        for value in config:
-            found.extend(secret_values(value))
-    return found
+    """Every secret value written in clear (to hide them from all output)."""
+    return [value for dummy, value in _clear_secrets(config)]
 
 
 def masked(config):
