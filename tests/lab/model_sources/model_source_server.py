@@ -383,6 +383,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_DELETE = route
 
 
+def start_in_background(root, host="127.0.0.1", port=0, **kwargs):
+    """A server on a free loopback port, serving from a daemon thread (tests and benchmarks); call shutdown() and server_close()."""
+    server = SourceServer((host, port), str(root), **kwargs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description='LAB SIMULATION of model sources (plain files, Hugging Face Hub, Ollama API)')
     parser.add_argument('--root', required=True, help='directory with files/, hf/ and ollama/catalog.json')

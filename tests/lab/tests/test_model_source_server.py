@@ -7,7 +7,6 @@ import hashlib
 import http.client
 import importlib.util
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,9 @@ def root(tmp_path):
     return tmp_path
 
 
-def start(root, **kwargs):
-    server = mss.SourceServer(("127.0.0.1", 0), str(root), **kwargs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def server(root):
-    srv = start(root)
+    srv = mss.start_in_background(root)
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -78,7 +71,7 @@ def test_plain_file_range_and_etag(server):
 
 
 def test_cut_once(root):
-    srv = start(root, cut_once=5000)
+    srv = mss.start_in_background(root, cut_once=5000)
     try:
         status, dummy, data = request(srv, "GET", "/files/model.bin")
         assert status == 200 and len(data) == 5000
@@ -89,7 +82,7 @@ def test_cut_once(root):
 
 
 def test_token(root):
-    srv = start(root, token="t0ken")
+    srv = mss.start_in_background(root, token="t0ken")
     try:
         status, headers, data = request(srv, "GET", "/files/model.bin", headers={"Authorization": "Bearer bad"})
         assert status == 401 and b"t0ken" not in data
@@ -141,7 +134,7 @@ def test_ollama_pull_tags_copy_delete(server):
 
 
 def test_ollama_pull_cut_once(root):
-    srv = start(root, cut_once=3)
+    srv = mss.start_in_background(root, cut_once=3)
     try:
         dummy, dummy2, data = request(srv, "POST", "/api/pull", {"model": "llama3:8b"})
         assert len(ndjson(data)) == 3

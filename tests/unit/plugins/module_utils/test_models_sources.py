@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -43,15 +42,9 @@ def root(tmp_path):
     return src
 
 
-def serve(root, **kwargs):
-    server = mss.SourceServer(('127.0.0.1', 0), str(root), **kwargs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def server(root):
-    srv = serve(root)
+    srv = mss.start_in_background(root)
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -119,7 +112,7 @@ def test_ollama_error_line_in_stream(tmp_path, server):
 
 
 def test_ollama_cut_stream_is_pulled_again(tmp_path, root):
-    srv = serve(root, cut_once=3)
+    srv = mss.start_in_background(root, cut_once=3)
     try:
         assert run(tmp_path, srv, ollama_url=base(srv))['changed']
         assert 'llama3-prod:latest' in tags(srv)
@@ -186,7 +179,7 @@ def test_hf_unknown_revision_and_repo(tmp_path, server, hub_env):
 
 
 def test_hf_bad_token_clear_error_without_token(tmp_path, root, hub_env):
-    srv = serve(root, token=TOKEN)
+    srv = mss.start_in_background(root, token=TOKEN)
     try:
         with pytest.raises(ModelError) as err:
             run(tmp_path, srv, **hf_params(srv, token='wrong-' + TOKEN))
