@@ -73,6 +73,12 @@ def redact_url(url):
     return re.sub(r'(://[^/:@\s]+:)[^@/\s]+@', r'\1%s@' % MASK, url or '')
 
 
+def url_secret(url):
+    """The password inside a repository URL (rest:https://user:secret@host/), or None."""
+    match = re.search(r'://[^/:@\s]+:([^@/\s]+)@', url or '')
+    return match.group(1) if match else None
+
+
 def parse_json_lines(text):
     """Objects of restic's --json output: a JSON document, or one JSON value per line (status + summary)."""
     text = (text or '').strip()
@@ -152,10 +158,7 @@ class Restic(object):
 
     # -- secrets -------------------------------------------------------------------------------------------
     def secrets(self):
-        values = [self.password] + list(self.env.values())
-        match = re.search(r'://[^/:@\s]+:([^@/\s]+)@', self.repository or '')
-        if match:
-            values.append(match.group(1))
+        values = [self.password, url_secret(self.repository)] + list(self.env.values())
         return sorted(set(v for v in values if v and len(v) >= 3), key=len, reverse=True)
 
     def scrub(self, text):
@@ -176,7 +179,11 @@ class Restic(object):
 
     # -- running ---------------------------------------------------------------------------------------------
     def argv(self, args):
-        argv = [self.binary, '--repo', self.repository]
+        argv = [self.binary]
+        # A repository URL with a password in it travels in the environment (RESTIC_REPOSITORY), like the password:
+        # a command line is visible to every user of the node.
+        if not url_secret(self.repository):
+            argv += ['--repo', self.repository]
         if self.password_file and not self.password:
             argv += ['--password-file', self.password_file]
         if self.cache_dir:
@@ -186,6 +193,8 @@ class Restic(object):
     def environ(self):
         environ = {'LC_ALL': 'C', 'RESTIC_PROGRESS_FPS': '0.016'}
         environ.update(self.env)
+        if url_secret(self.repository):
+            environ['RESTIC_REPOSITORY'] = self.repository
         if self.password:
             environ['RESTIC_PASSWORD'] = self.password
         return environ

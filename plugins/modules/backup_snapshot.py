@@ -18,7 +18,11 @@ description:
   - O(action=backup) takes a snapshot of O(paths) with O(tags), the O(host) name and a C(reason:...) tag, and stores
     a system-state manifest with it (installed package versions, NVIDIA driver and CUDA versions, model records,
     container image digests, LiteLLM version and config hash), so that the node can be rebuilt to its recorded state.
-  - O(action=forget) applies the retention policy (O(keep_daily), O(keep_weekly), O(keep_monthly)) and prunes.
+  - O(action=forget) applies a retention policy (O(keep_last), O(keep_daily), O(keep_weekly), O(keep_monthly)) to the
+    snapshots of O(host) (and O(tags) when given), in groups of O(group_by), and prunes. Grouped by host and tags (the
+    default), a daily policy never weighs a C(pre-update) snapshot against a C(daily) one; give pre-update snapshots
+    their own policy (O(tags=[pre-update]), O(keep_last), O(group_by=[host])), as the onprem_ai.maintenance.backup
+    role does.
   - O(action=check) checks the repository structure and, with O(read_data_subset), reads back part of the data.
   - O(action=snapshots) lists snapshots.
   - O(action=restore) restores a snapshot (or some of its paths) into O(target) and verifies the restored files
@@ -44,9 +48,16 @@ options:
     description:
       - The restic repository, as restic takes it - C(/srv/backup/restic) (local path),
         C(sftp:backup@host:/srv/restic) (SFTP with the SSH keys of the user running the module),
-        C(s3:https://s3.example.internal/bucket/node) (S3-compatible, credentials in O(env)),
-        C(rest:https://user:pass@backup.example.internal:8000/node) (REST server).
-      - A password inside a URL is removed from every output.
+        C(s3:https://s3.example.internal/bucket/node) (S3-compatible server such as MinIO or Ceph RGW, by URL),
+        C(s3:s3.amazonaws.com/bucket/node) (AWS S3), C(rest:https://backup.example.internal:8000/node/) (restic REST
+        server) or C(rest:https://user:pass@backup.example.internal:8000/node/) (REST server with HTTP basic
+        authentication in the URL).
+      - S3 credentials go to O(env) (E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY)). REST server credentials go to
+        O(env) (E(RESTIC_REST_USERNAME), E(RESTIC_REST_PASSWORD)) with restic 0.17 or newer; older restic (0.14 in
+        Debian 12, 0.16 in Ubuntu 24.04) only reads them from the URL.
+      - A password inside a URL is treated as a secret - the repository is then passed to restic as
+        E(RESTIC_REPOSITORY) instead of on its command line, and the password is removed from every output, error
+        message and the logged module arguments.
     type: str
     required: true
   password:
@@ -60,8 +71,10 @@ options:
   env:
     description:
       - Extra environment for restic - S3 credentials (E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY),
-        E(AWS_DEFAULT_REGION)), REST server credentials (E(RESTIC_REST_USERNAME), E(RESTIC_REST_PASSWORD)), proxies.
-      - The values are removed from every output.
+        E(AWS_DEFAULT_REGION)), REST server credentials (E(RESTIC_REST_USERNAME), E(RESTIC_REST_PASSWORD), restic 0.17
+        or newer), proxies (E(HTTPS_PROXY)).
+      - Passed to restic in its environment only, never on its command line. The option is C(no_log) - its values
+        are removed from every output and error message, and the module never returns them.
     type: dict
     default: {}
   action:
@@ -111,6 +124,18 @@ options:
   keep_monthly:
     description: Keep one snapshot a month for N months (O(action=forget)).
     type: int
+  group_by:
+    description:
+      - How O(action=forget) groups the snapshots it applies the policy to (restic C(--group-by)); each group keeps its
+        own snapshots.
+      - V(host) and V(tags) (the default) keep the policy of one kind of snapshot (V(daily), V(monthly),
+        V(pre-update)) from removing snapshots of another kind taken the same day.
+      - Use V([host]) with O(tags=[pre-update]) and O(keep_last), since every pre-update snapshot also carries its own
+        C(reason:...) tag and would otherwise be a group of its own.
+    type: list
+    elements: str
+    choices: [host, paths, tags]
+    default: [host, tags]
   prune:
     description: Remove the data of forgotten snapshots (O(action=forget)).
     type: bool
@@ -181,7 +206,17 @@ EXAMPLES = r'''
     tags: [pre-update]
     reason: before gpu_stack 570
 
-- name: Retention
+- name: Create a repository on an S3-compatible server (MinIO, Ceph RGW); credentials only in the environment
+  onprem_ai.maintenance.backup_snapshot:
+    action: init
+    repository: s3:https://s3.example.internal/backups/{{ inventory_hostname }}
+    password: "{{ vault_restic_password }}"
+    env:
+      AWS_ACCESS_KEY_ID: "{{ vault_s3_key }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret }}"
+      AWS_DEFAULT_REGION: us-east-1
+
+- name: Retention of the daily and monthly snapshots (grouped by host and tags)
   onprem_ai.maintenance.backup_snapshot:
     action: forget
     repository: s3:https://s3.example.internal/backups/{{ inventory_hostname }}
@@ -189,14 +224,30 @@ EXAMPLES = r'''
     env:
       AWS_ACCESS_KEY_ID: "{{ vault_s3_key }}"
       AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret }}"
+    tags: [daily, monthly]
     keep_daily: 7
     keep_weekly: 4
     keep_monthly: 12
 
-- name: Read back a tenth of the data
+- name: Retention of the pre-update snapshots - the last 10, whatever their reason
+  onprem_ai.maintenance.backup_snapshot:
+    action: forget
+    repository: /srv/backup/restic
+    password_file: /etc/onprem_ai/restic.pass
+    tags: [pre-update]
+    group_by: [host]
+    keep_last: 10
+
+- name: Snapshots on a restic REST server (restic 0.14 to 0.16 - the credentials in the URL, masked in every output)
+  onprem_ai.maintenance.backup_snapshot:
+    action: snapshots
+    repository: rest:https://{{ inventory_hostname }}:{{ vault_rest_password }}@backup.example.internal:8000/{{ inventory_hostname }}/
+    password_file: /etc/onprem_ai/restic.pass
+
+- name: Read back a tenth of the data on a REST server (restic 0.17 or newer - the credentials in the environment)
   onprem_ai.maintenance.backup_snapshot:
     action: check
-    repository: rest:https://backup.example.internal:8000/{{ inventory_hostname }}
+    repository: rest:https://backup.example.internal:8000/{{ inventory_hostname }}/
     password_file: /etc/onprem_ai/restic.pass
     env:
       RESTIC_REST_USERNAME: "{{ inventory_hostname }}"
@@ -289,7 +340,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import (
-    Restic, ResticError, redact_url, retention_args, snapshot_age, verify_restore)
+    Restic, ResticError, redact_url, retention_args, snapshot_age, url_secret, verify_restore)
 
 
 def _covered(path, paths):
@@ -386,7 +437,7 @@ def run(module, params, result):
         if not retention:
             raise ResticError('action=forget needs at least one of keep_last, keep_daily, keep_weekly, keep_monthly', kind='usage')
         result['forget'] = restic.forget(retention, host=params['host'] or socket.gethostname(), tags=params['tags'] or None,
-                                         prune=params['prune'], dry_run=module.check_mode)
+                                         group_by=','.join(params['group_by']), prune=params['prune'], dry_run=module.check_mode)
         result['changed'] = bool(result['forget']['removed'])
     elif action == 'check':
         result['check'] = restic.check(params['read_data_subset'])
@@ -413,6 +464,7 @@ def main():
             keep_daily=dict(type='int'),
             keep_weekly=dict(type='int'),
             keep_monthly=dict(type='int'),
+            group_by=dict(type='list', elements='str', choices=['host', 'paths', 'tags'], default=['host', 'tags']),
             prune=dict(type='bool', default=True),
             read_data_subset=dict(type='str'),
             snapshot=dict(type='str', default='latest'),
@@ -429,6 +481,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    # A password inside the repository URL is a secret like the no_log options: out of the logged arguments too.
+    url_password = url_secret(params['repository'])
+    if url_password:
+        module.no_log_values.add(url_password)
     result = {'changed': False, 'action': params['action'], 'repository': redact_url(params['repository'])}
     started = time.time()
     try:

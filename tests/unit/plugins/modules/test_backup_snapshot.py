@@ -21,6 +21,14 @@ SUMMARY = '{"message_type":"summary","files_new":2,"files_changed":0,"files_unmo
 BINS = {'restic': '/usr/bin/restic', 'dpkg-query': '/usr/bin/dpkg-query', 'docker': '/usr/bin/docker'}
 
 
+def subcommand(argv):
+    """The restic subcommand of an argv, after the global options that take a value."""
+    rest = list(argv[1:])
+    while rest and rest[0] in ('--repo', '--password-file', '--cache-dir'):
+        rest = rest[2:]
+    return rest[0]
+
+
 class Commands(object):
     """Fake run_command: answers by program (and restic subcommand); records argv and environment."""
 
@@ -32,7 +40,7 @@ class Commands(object):
         self.calls.append((list(args), dict(environ_update or {})))
         name = os.path.basename(args[0])
         if name == 'restic':
-            sub = [a for a in args[3:] if not a.startswith('-')][0]
+            sub = subcommand(args)
             answer = self.answers['restic ' + sub]
             return answer(args) if callable(answer) else answer
         return self.answers.get(name, (127, '', 'not found'))
@@ -175,3 +183,65 @@ def test_manifest_counts_leave_out_excluded_paths(tmp_path):
     exclude = [str(tmp_path / 'etc' / 'restic.pass'), str(tmp_path / 'public'), '*.tmp']
     assert manifest.tree_stats(str(tmp_path), exclude) == {'path': str(tmp_path), 'exists': True, 'files': 1, 'bytes': 3}
     assert manifest.tree_stats(str(tmp_path / 'etc' / 'restic.pass'), exclude)['files'] == 0
+
+
+FORGET = json.dumps([{"host": "n1", "tags": ["daily"], "keep": [{"short_id": "bbbb2222"}], "remove": [{"short_id": "aaaa1111"}]}])
+
+
+def test_forget_groups_by_host_and_tags_by_default(mocker, capsys, tmp_path):
+    args = base(tmp_path, action='forget', host='n1', keep_daily=7, keep_weekly=4, keep_monthly=12)
+    answers = {'restic forget': (0, FORGET, ''), 'restic prune': (0, 'done\n', '')}
+    result, dummy, commands = run_module(mocker, capsys, args, answers)
+    assert [c[0][3:] for c in commands.calls] == [
+        ['forget', '--json', '--host', 'n1', '--keep-daily', '7', '--keep-weekly', '4', '--keep-monthly', '12', '--group-by', 'host,tags'],
+        ['prune']]
+    assert result['changed'] is True and result['forget'] == {'kept': ['bbbb2222'], 'removed': ['aaaa1111'], 'pruned': True}
+
+
+def test_forget_daily_policy_leaves_pre_update_snapshots_to_their_own_policy(mocker, capsys, tmp_path):
+    daily = base(tmp_path, action='forget', host='n1', tags=['daily', 'monthly'], keep_daily=7)
+    dummy, dummy2, commands = run_module(mocker, capsys, daily, {'restic forget': (0, '[]', '')})
+    assert commands.calls[0][0][3:] == ['forget', '--json', '--host', 'n1', '--tag', 'daily', '--tag', 'monthly', '--keep-daily', '7',
+                                        '--group-by', 'host,tags']
+    pre_update = base(tmp_path, action='forget', host='n1', tags=['pre-update'], group_by=['host'], keep_last=10, prune=False)
+    result, dummy, commands = run_module(mocker, capsys, pre_update, {'restic forget': (0, FORGET, '')})
+    assert [c[0][3:] for c in commands.calls] == [
+        ['forget', '--json', '--host', 'n1', '--tag', 'pre-update', '--keep-last', '10', '--group-by', 'host']]
+    assert result['forget']['pruned'] is False
+
+
+S3_SECRET = 's3-Secret-Key-99xq'
+REST_SECRET = 'rest-Url-Pass-31kd'
+
+
+def test_s3_credentials_only_in_the_environment_and_never_returned(mocker, capsys, tmp_path):
+    env = {'AWS_ACCESS_KEY_ID': 'AKIAEXAMPLE42', 'AWS_SECRET_ACCESS_KEY': S3_SECRET}
+    snapshots = [{'time': '2026-11-25T02:00:00Z', 'id': 'aaaa1111', 'short_id': 'aaaa1111', 'tags': ['daily'],
+                  'note': 'key %s' % S3_SECRET}]
+    args = dict(repository='s3:https://s3.example.internal/backups/n1', password=PASSWORD, action='snapshots', env=env)
+    result, out, commands = run_module(mocker, capsys, args, {'restic snapshots': (0, json.dumps(snapshots), '')})
+    argv, environ = commands.calls[0]
+    assert argv[:3] == ['/usr/bin/restic', '--repo', 's3:https://s3.example.internal/backups/n1']
+    assert environ['AWS_ACCESS_KEY_ID'] == 'AKIAEXAMPLE42' and environ['AWS_SECRET_ACCESS_KEY'] == S3_SECRET
+    assert not any(S3_SECRET in arg or 'AKIAEXAMPLE42' in arg or PASSWORD in arg for arg in argv)
+    assert result['snapshots'][0]['short_id'] == 'aaaa1111'
+    assert S3_SECRET not in out and 'AKIAEXAMPLE42' not in out and PASSWORD not in out
+
+    failing = {'restic snapshots': (1, '', 'Fatal: unable to open config file: Stat: The AWS Access Key Id AKIAEXAMPLE42 '
+                                           'does not exist (secret %s)\nIs there a repository at the following location?\n' % S3_SECRET)}
+    result, out, dummy = run_module(mocker, capsys, args, failing)
+    assert result['failed'] is True and result['error_kind'] == 'missing'
+    assert S3_SECRET not in out and 'AKIAEXAMPLE42' not in out and PASSWORD not in out
+
+
+def test_rest_url_password_never_on_the_command_line_nor_returned(mocker, capsys, tmp_path):
+    repository = 'rest:https://n1:%s@backup.example.internal:8000/n1/' % REST_SECRET
+    args = dict(repository=repository, password_file='/etc/onprem_ai/restic.pass', action='check')
+    answers = {'restic check': (0, 'load indexes\nno errors were found\n', 'opening %s\n' % repository)}
+    result, out, commands = run_module(mocker, capsys, args, answers)
+    argv, environ = commands.calls[0]
+    assert argv == ['/usr/bin/restic', '--password-file', '/etc/onprem_ai/restic.pass', 'check']
+    assert environ['RESTIC_REPOSITORY'] == repository
+    assert result['check']['ok'] is True
+    assert result['repository'] == 'rest:https://n1:********@backup.example.internal:8000/n1/'
+    assert REST_SECRET not in out
