@@ -29,10 +29,21 @@ def test_password_file_is_private(host):
 
 def test_snapshots_after_retention(host):
     found = snapshots(host)
-    # converge: pre-update, timer daily, two daily, forget keep_daily=1 -> 1; then the monthly timer snapshot.
-    assert len(found) == 2
+    # converge: three pre-update snapshots, the daily timer run (snapshot, retention: the last 2 pre-update ones kept),
+    # two daily, forget tags=daily keep_daily=1 -> 1 daily; then the monthly timer snapshot.
+    assert len(found) == 4
     assert all(s['hostname'] == 'molecule-backup-1' for s in found)
-    assert sorted(tuple(sorted(s['tags'])) for s in found) == [('daily',), ('monthly', 'reason:timer')]
+    assert sorted(tuple(sorted(s['tags'])) for s in found) == [
+        ('daily',), ('monthly', 'reason:timer'), ('pre-update', 'reason:before-litellm'), ('pre-update', 'reason:before-models')]
+
+
+def test_daily_retention_keeps_pre_update_snapshots_on_their_own_policy(host):
+    script = host.file('/usr/local/sbin/onprem-ai-backup').content_string
+    assert '--tag daily --tag monthly --group-by host,tags --keep-daily 7' in script
+    assert '--tag pre-update --group-by host --keep-last 2 --prune' in script
+    # converge ran it after three pre-update snapshots of the same day: the two latest are still there.
+    found = sorted((s for s in snapshots(host) if 'pre-update' in s['tags']), key=lambda s: s['time'])
+    assert [s['tags'] for s in found] == [['pre-update', 'reason:before-models'], ['pre-update', 'reason:before-litellm']]
 
 
 def test_latest_snapshot_holds_manifest_and_data_not_public_models(host):
@@ -54,6 +65,28 @@ def test_restored_files_equal_originals(host):
         assert host.file(DRILL + path).sha256sum == host.file(path).sha256sum
 
 
+def recorded_sha256(host, snapshot, path):
+    return host.check_output(RESTIC + 'dump %s %s | sha256sum' % (snapshot, path)).split()[0]
+
+
+def test_drill_apply_brought_the_node_back_to_the_recorded_state(host):
+    # converge edited the LiteLLM config (mode 0600) and deleted the custom model after the last snapshot, then ran
+    # playbooks/dr.yml with backup_drill_apply: the files on the node are those of the snapshot again.
+    drifted = json.loads(host.file('/var/tmp/backup_drift.json').content_string)
+    drill = json.loads(host.file('/var/lib/onprem_ai/dr/dr_drill.json').content_string)['drills'][-1]
+    assert drill['applied'] is True and drill['ok'] is True
+    snapshot = drill['snapshot']
+    config = host.file('/etc/litellm/config.yaml')
+    assert config.sha256sum == recorded_sha256(host, snapshot, '/etc/litellm/config.yaml') != drifted['config_sha256']
+    assert config.content_string == 'model_list:\n  - model_name: llama\n'
+    assert config.mode == 0o644 and config.user == 'root'
+    weights = host.file('/srv/models/custom/adapter/weights.bin')
+    assert weights.is_file and weights.size == 1024 * 1024
+    assert weights.sha256sum == recorded_sha256(host, snapshot, '/srv/models/custom/adapter/weights.bin')
+    manifest = json.loads(host.file(DRILL + '/var/lib/onprem_ai/backup_manifest.json').content_string)
+    assert host.package('restic').version == manifest['packages']['restic']
+
+
 def test_restored_manifest_records_the_system_state(host):
     manifest = json.loads(host.file(DRILL + '/var/lib/onprem_ai/backup_manifest.json').content_string)
     assert manifest['packages']['restic'].startswith('0.14')
@@ -72,13 +105,14 @@ def test_timers_enabled(host):
 
 def test_drill_report_keeps_history(host):
     report = json.loads(host.file('/var/lib/onprem_ai/dr/dr_drill.json').content_string)
-    assert len(report['drills']) == 2
+    assert len(report['drills']) == 3
     for drill in report['drills']:
         assert drill['ok'] is True and drill['manifest_ok'] is True
         assert float(drill['rto_seconds']) > 0 and 0 <= float(drill['rpo_seconds']) < 3600
         assert drill['files'] >= 4
+    assert [drill['applied'] for drill in report['drills']] == [False, False, True]
     markdown = host.file('/var/lib/onprem_ai/dr/dr_drill.md').content_string
-    assert markdown.count('| passed |') == 2 and 'RTO' in markdown
+    assert markdown.count('| passed |') == 3 and 'RTO' in markdown
 
 
 def test_faults_reported_clearly(host):
