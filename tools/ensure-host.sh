@@ -34,7 +34,8 @@ if ! docker info >/dev/null 2>&1; then
     systemctl start docker
   else
     mkdir -p /var/log
-    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    # setsid: dockerd must outlive the shell (and process group) that started it
+    setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
   fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
