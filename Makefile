@@ -55,10 +55,12 @@ lab-down: venv collection
 demo: venv collection lab-image lab-repo
 	@echo "== fresh lab: 3 GPU nodes on driver 550, 1 gateway node"
 	ansible-playbook tests/lab/lab.yml -e lab_state=reset >/dev/null
+	@echo "== LiteLLM gateway: two instances behind HAProxy in front of the three GPU nodes (playbooks/gateway.yml)"
+	ansible-playbook playbooks/gateway.yml >/dev/null
 	@echo "== fleet before"
 	ansible-playbook playbooks/fleet_report.yml
-	@echo "== rolling NVIDIA driver upgrade to $(DEMO_DRIVER), one node at a time"
-	ansible-playbook playbooks/gpu.yml -e gpu_stack_driver_version=$(DEMO_DRIVER)
+	@echo "== rolling NVIDIA driver upgrade to $(DEMO_DRIVER), one node at a time, each drained on the gateway first, under client load"
+	tools/gpu-under-load.sh -e gpu_stack_driver_version=$(DEMO_DRIVER)
 	@echo "== fleet after"
 	ansible-playbook playbooks/fleet_report.yml
 
