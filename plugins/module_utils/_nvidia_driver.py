@@ -27,14 +27,19 @@ class DriverError(Exception):
     """Stop with this message; nothing (more) was changed."""
 
 
+class ProcessesUnknown(Exception):
+    """Whether GPU processes run cannot be told for sure (never the same as "none run")."""
+
+
 class Host(object):
     """Commands the driver logic runs on the host, in one place so that tests can script them."""
 
-    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT):
+    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT, pci_root=nvidia.PCI_ROOT):
         self.module = module
         self.packages = packages
         self.sysfs_root = sysfs_root
         self.cuda_root = cuda_root
+        self.pci_root = pci_root
 
     def kernel_release(self):
         return os.uname().release
@@ -52,25 +57,44 @@ class Host(object):
         return self.module.run_command([path] + list(args))
 
     def gpus(self):
-        """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (no driver, mismatch)."""
+        """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (not installed, no driver, mismatch)."""
         result = self.smi(['-q', '-x'])
         if not result or result[0] != 0:
             return None
         try:
             return nvidia.parse_smi_xml(result[1])['gpus']
-        except ValueError:
+        except nvidia.SmiUnreadable:
             return None
 
-    def compute_processes(self):
-        """Compute processes on the GPUs, or None when nvidia-smi cannot tell."""
-        fields = ['pid', 'process_name', 'used_memory', 'gpu_uuid']
-        result = self.smi(['--query-compute-apps=%s' % ','.join(fields), '--format=csv,noheader,nounits'])
-        if not result or result[0] != 0:
-            return None
+    def pci_gpus(self):
+        """NVIDIA display controllers on the PCI bus (works without a driver), or None when sysfs cannot be read."""
+        return nvidia.pci_gpus(self.pci_root)
+
+    def gpu_processes(self):
+        """Compute processes on the GPUs ([{'pid', 'name', 'used_memory_mib', 'gpu_uuid'}]).
+
+        Empty only when it is certain that none run (no nvidia module loaded, or nvidia-smi lists none).
+        Raises ProcessesUnknown when nvidia-smi cannot tell or its answer cannot be read for sure.
+        """
+        path = self.module.get_bin_path('nvidia-smi')
+        loaded = self.loaded_version()
+        if not path:
+            if loaded is None:
+                return []
+            raise ProcessesUnknown('nvidia-smi is not installed while the nvidia module %s is loaded' % loaded)
+        rc, out, err = self.module.run_command([path, '--query-compute-apps=%s' % ','.join(nvidia.COMPUTE_APP_FIELDS),
+                                                '--format=csv,noheader,nounits'])
+        if rc != 0:
+            state = nvidia.classify_smi_failure(rc, out, err)
+            if state in (nvidia.SMI_NO_DRIVER, nvidia.SMI_NO_DEVICES) and loaded is None:
+                return []
+            if state == nvidia.SMI_NO_DEVICES:
+                return []
+            raise ProcessesUnknown('nvidia-smi --query-compute-apps failed (%s, rc=%s): %s' % (state, rc, ((err or out).strip() or '-')[:300]))
         try:
-            return nvidia.parse_csv_query(result[1], fields)
-        except ValueError:
-            return None
+            return nvidia.parse_compute_apps(out)
+        except nvidia.SmiUnreadable as exc:
+            raise ProcessesUnknown('the process list printed by nvidia-smi cannot be read for sure (%s)' % exc) from exc
 
     def systemctl(self, *args):
         return self.module.run_command([self.module.get_bin_path('systemctl', required=True)] + list(args))
@@ -89,15 +113,6 @@ class Host(object):
 
 def _stack_names(installed):
     return sorted(name for name in installed if not name.startswith(('nvidia-container-toolkit', 'libnvidia-container')))
-
-
-def _describe(procs):
-    seen = []
-    for proc in procs:
-        text = '%s (pid %s)' % (proc['process_name'], proc['pid'])
-        if text not in seen:
-            seen.append(text)
-    return ', '.join(seen)
 
 
 def _version_matching(versions, upstream):
@@ -238,15 +253,43 @@ class DriverManager(object):
                   'driver %s cannot run the installed CUDA %s toolkit (needs >= %s); upgrade to a newer branch or remove the toolkit first'
                   % (plan.target, toolkit['version'], nvidia.cuda_min_driver(toolkit['version'], minor)),
                   'needs >= %s' % nvidia.cuda_min_driver(toolkit['version'], minor))
-        gpus = self.host.gpus()
-        if gpus is None:
-            checks.append({'check': 'GPU support', 'ok': None, 'detail': 'not checked: nvidia-smi cannot list the GPUs now'})
-        else:
-            problems = sorted(set(filter(None, (nvidia.branch_supports_gpu(plan.branch, gpu.get('architecture'),
-                                                                           self.params['kernel_module'] == 'open') for gpu in gpus))))
-            check('GPU support', '; '.join(problems) or None, ', '.join(sorted(set(g['name'] or '?' for g in gpus))) or 'no GPUs')
+        self._check_gpu_support(plan, check)
         if failures:
             raise DriverError('Preflight failed, nothing was changed: ' + ' | '.join(failures))
+
+    def _check_gpu_support(self, plan, check):
+        """Every GPU's architecture must be known and supported by the target branch (allow_unknown_gpu relaxes the first)."""
+        if self.params['state'] == 'previous':
+            check('GPU support', None, 'not checked: going back to the driver that ran on these GPUs before')
+            return
+        gpus, source = self.host.gpus(), 'nvidia-smi'
+        if gpus is None:
+            gpus, source = self.host.pci_gpus(), 'PCI bus'
+        if gpus is None:
+            problem = 'the GPUs cannot be listed (nvidia-smi cannot, and /sys/bus/pci/devices cannot be read)'
+            if self.params['allow_unknown_gpu']:
+                self.warnings.append('GPU support not checked: %s; going ahead because allow_unknown_gpu is set' % problem)
+                check('GPU support', None, 'not checked: %s (allow_unknown_gpu)' % problem)
+                return
+            check('GPU support', problem + '. Set allow_unknown_gpu=true to go ahead without this check.')
+            return
+        problems, unknown = [], []
+        for gpu in gpus:
+            state, reason = nvidia.branch_gpu_support(plan.branch, gpu.get('architecture'), self.params['kernel_module'] == 'open')
+            label = 'GPU %s (%s, PCI device id %s)' % (gpu.get('index') if gpu.get('index') is not None else '?',
+                                                        gpu.get('name') or 'unnamed', gpu.get('pci_device_id') or 'unknown')
+            if state == nvidia.GPU_UNSUPPORTED:
+                problems.append('%s: %s' % (label, reason))
+            elif state == nvidia.GPU_UNKNOWN:
+                unknown.append('%s: %s' % (label, reason))
+        if unknown and self.params['allow_unknown_gpu']:
+            self.warnings.append('driver branch %s was not checked against %s; going ahead because allow_unknown_gpu is set'
+                                 % (plan.branch, '; '.join(unknown)))
+        elif unknown:
+            problems.append('cannot tell whether driver branch %s supports %s. Set allow_unknown_gpu=true to go ahead anyway'
+                            % (plan.branch, '; '.join(unknown)))
+        names = ', '.join(sorted(set(g.get('name') or '?' for g in gpus))) or 'no NVIDIA GPU'
+        check('GPU support', '; '.join(problems) or None, '%s (from %s)' % (names, source))
 
     def _load_state(self):
         try:
@@ -255,19 +298,26 @@ class DriverManager(object):
             raise DriverError(str(exc)) from exc
 
     # ---- GPU users -----------------------------------------------------------------------------
-    def _gpu_processes(self):
-        """Compute processes on the GPUs; none known when nvidia-smi cannot tell (no driver, mismatch)."""
-        return self.host.compute_processes() or []
+    def _read_gpu_processes(self):
+        """(processes, None) when known, (None, reason) when it cannot be told for sure."""
+        try:
+            return self.host.gpu_processes(), None
+        except ProcessesUnknown as exc:
+            return None, str(exc)
 
     def _stop_gpu_users(self, result):
-        procs = self._gpu_processes()
-        if not procs:
+        procs, unknown = self._read_gpu_processes()
+        if not procs and not unknown:
             return []
-        described = _describe(procs)
         services = self.params['stop_services']
         if not services:
+            if unknown:
+                raise DriverError('Cannot tell whether GPU processes are running: %s. Nothing was changed. Fix nvidia-smi, or name '
+                                  'the services that use the GPUs in stop_services (they are stopped before the change and '
+                                  'started again after it).' % unknown)
             raise DriverError('GPU compute processes are running: %s. Stop them first, or name the services that run them in '
-                              'stop_services so that they are stopped and started again around the upgrade.' % described)
+                              'stop_services so that they are stopped and started again around the upgrade.'
+                              % nvidia.describe_processes(procs))
         stopped = []
         for service in services:
             if self.host.is_active(service):
@@ -279,13 +329,17 @@ class DriverManager(object):
         result['services']['stopped'] = stopped
         deadline = time.time() + self.params['stop_timeout']
         while True:
-            procs = self._gpu_processes()
+            procs, unknown = self._read_gpu_processes()
+            if unknown:
+                self.warnings.append('after stopping %s the GPU processes still cannot be read (%s); going ahead because '
+                                     'stop_services names what runs on the GPUs' % (', '.join(services), unknown))
+                return stopped
             if not procs:
                 return stopped
             if time.time() >= deadline:
                 self._start(stopped)
                 raise DriverError('GPU compute processes still run after stopping %s: %s. Nothing was changed; the services were '
-                                  'started again.' % (', '.join(services), _describe(procs)))
+                                  'started again.' % (', '.join(services), nvidia.describe_processes(procs)))
             self.host.sleep(2)
 
     def _start(self, services):

@@ -22,6 +22,9 @@ description:
     driver can run every installed CUDA toolkit (minimum-driver table) and that it supports the GPUs present.
   - Refuses to proceed while GPU compute processes run, unless O(stop_services) names the services that run them;
     those are stopped first and started again once the new driver is loaded.
+  - Refuses as well when it cannot tell for sure whether GPU processes run (nvidia-smi fails, or prints a process list
+    that cannot be read), unless O(stop_services) names what to stop; the message says what could not be read.
+    A process list is read with the free-text process name last, so names with commas and spaces are read whole.
   - After the package change it unloads and reloads the kernel modules when nothing holds them; otherwise it
     reports RV(reboot_required=true).
   - Records the previous version and its exact packages under O(state_dir), so that O(state=previous) rolls back
@@ -107,6 +110,14 @@ options:
   minor_version_compatibility:
     description:
       - Accept a driver that runs the installed CUDA toolkits only through CUDA minor-version compatibility.
+    type: bool
+    default: false
+  allow_unknown_gpu:
+    description:
+      - The preflight refuses a GPU whose architecture is not known (drivers up to 470 do not print it and its PCI device id
+        is not in the collection's table), or GPUs that cannot be listed at all, because it cannot tell whether the target
+        branch supports them. With V(true) it goes ahead with a warning.
+      - Not needed with O(state=previous), which goes back to a driver that ran on these GPUs.
     type: bool
     default: false
   update_cache:
@@ -240,6 +251,7 @@ def main():
             reload=dict(type='bool', default=True),
             check_kernel_headers=dict(type='bool', default=True),
             minor_version_compatibility=dict(type='bool', default=False),
+            allow_unknown_gpu=dict(type='bool', default=False),
             update_cache=dict(type='bool', default=False),
             state_dir=dict(type='path', default='/var/lib/onprem_ai'),
         ),

@@ -20,8 +20,9 @@ def fixture(name):
         return handle.read()
 
 
-def test_parse_xml_two_h100():
-    data = nvidia.parse_smi_xml(fixture('h100x2-570-q-x.xml'))
+def test_parse_xml_handwritten_h100_pair():
+    """The hand-written reference (not a capture; see the fixtures README): values and structure."""
+    data = nvidia.parse_smi_xml(fixture('handwritten-h100x2-570.xml'))
     assert data['driver_version'] == '570.133.20'
     assert data['cuda_version'] == '12.8'
     assert data['attached_gpus'] == 2
@@ -33,11 +34,12 @@ def test_parse_xml_two_h100():
     assert first['memory_used_mib'] == 20993
     assert first['persistence_mode'] == 'Enabled'
     assert first['ecc_errors'] == {'volatile': {'corrected': 2, 'uncorrected': 0}, 'aggregate': {'corrected': 7, 'uncorrected': 1}}
-    assert second['index'] == 1
+    assert (second['index'], second['minor_number']) == (1, 1)
     # N/A counters are skipped, not counted as zero or crashing.
     assert second['ecc_errors']['aggregate'] == {'corrected': 0, 'uncorrected': 0}
     assert data['processes'] == [{'pid': 41234, 'name': '/usr/bin/python3', 'type': 'C', 'used_memory_mib': 20480,
-                                  'gpu_uuid': 'GPU-0a1b2c3d-1111-2222-3333-444455556666'}]
+                                  'gpu_uuid': 'GPU-0a1b2c3d-1111-2222-3333-444455556666', 'gpu_index': 0,
+                                  'gpu_instance_id': None, 'compute_instance_id': None}]
 
 
 @pytest.mark.parametrize('text', ['', '<oops', '<html></html>'])
@@ -84,8 +86,8 @@ def test_parse_csv_query():
     rows = nvidia.parse_csv_query('0, NVIDIA H100 80GB HBM3, 81559, [N/A]\n1, NVIDIA H100 80GB HBM3, 81559, 3\n',
                                   ['index', 'name', 'memory.total', 'ecc'])
     assert rows[0] == {'index': '0', 'name': 'NVIDIA H100 80GB HBM3', 'memory.total': '81559', 'ecc': None}
-    with pytest.raises(ValueError):
-        nvidia.parse_csv_query('0, a\n', ['index'])
+    with pytest.raises(nvidia.SmiUnreadable):
+        nvidia.parse_csv_query('0, a\n', ['index', 'name', 'memory'])
 
 
 def test_read_loaded_module_version(tmp_path):
@@ -152,13 +154,16 @@ def test_driver_runs_cuda(driver, cuda, minor, expected):
     assert nvidia.driver_runs_cuda(driver, cuda, minor) is expected
 
 
-@pytest.mark.parametrize('branch,arch,open_kernel,problem', [
-    ('570', 'Hopper', False, None),
-    ('550', 'Blackwell', False, 'older than the first branch supporting Blackwell'),
-    ('590', 'Volta', False, 'no longer supports Volta'),
-    ('570', 'Pascal', True, 'open kernel modules do not support Pascal'),
-    ('570', 'Unknown', False, None),
+@pytest.mark.parametrize('branch,arch,open_kernel,state,problem', [
+    ('570', 'Hopper', False, nvidia.GPU_SUPPORTED, None),
+    ('550', 'Blackwell', False, nvidia.GPU_UNSUPPORTED, 'older than the first branch supporting Blackwell'),
+    ('590', 'Volta', False, nvidia.GPU_UNSUPPORTED, 'no longer supports Volta'),
+    ('590', 'Maxwell', False, nvidia.GPU_UNSUPPORTED, 'no longer supports Maxwell'),
+    ('570', 'Pascal', True, nvidia.GPU_UNSUPPORTED, 'open kernel modules do not support Pascal'),
+    ('570', 'Kepler', False, nvidia.GPU_UNKNOWN, '"Kepler" is not in the support table'),
+    ('570', None, False, nvidia.GPU_UNKNOWN, 'is not known'),
 ])
-def test_branch_supports_gpu(branch, arch, open_kernel, problem):
-    reason = nvidia.branch_supports_gpu(branch, arch, open_kernel)
+def test_branch_gpu_support(branch, arch, open_kernel, state, problem):
+    got, reason = nvidia.branch_gpu_support(branch, arch, open_kernel)
+    assert got == state
     assert (reason is None) if problem is None else (problem in reason)
