@@ -264,10 +264,11 @@ def main():
                             {'distribution': get_distribution(), 'distribution_version': get_distribution_version()})
     try:
         result = manager.run()
-    except (DriverError, pkg.PackageError) as exc:
+    except (DriverError, pkg.PackageError, pkg.PackageQueryError) as exc:
         for warning in manager.warnings:
             module.warn(warning)
-        module.fail_json(msg=str(exc))
+        prefix = 'Cannot read the package database: ' if isinstance(exc, pkg.PackageQueryError) else ''
+        module.fail_json(msg=prefix + str(exc))
     diff = result.pop('diff')
     warnings = result.pop('warnings')
     for warning in warnings:

@@ -185,3 +185,44 @@ def test_no_module_loaded_means_no_processes(tmp_path):
     module = apt_module((9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", ''))
     result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
     assert result['processes'] == [] and result['unknown'] == []
+
+
+# ---- generated bad input: fail_json with a message, never a traceback ------------------------------------
+from hypothesis import given  # noqa: E402  (kept next to the property tests it serves)
+from hypothesis import strategies as st  # noqa: E402
+
+from fuzz import FUZZ_SETTINGS, JUNK, run_module  # noqa: E402
+
+
+def _smi_commands(xml_text, rc=0):
+    def commands(argv, **kwargs):
+        name = os.path.basename(argv[0])
+        if name == 'nvidia-smi':
+            return rc, xml_text, ''
+        if name == 'dpkg-query':
+            return 0, DPKG, ''
+        return 1, '', 'not run'
+    return commands
+
+
+@FUZZ_SETTINGS
+@given(args=st.dictionaries(st.sampled_from(['name', 'gpus', 'filter', '_ansible_check_mode', 'index']), JUNK, max_size=3))
+def test_fuzz_gpu_info_arguments(tmp_path, args):
+    result = run_module(gpu_info.main, args, allowed_root=tmp_path, commands=_smi_commands(xml()))
+    if not result.get('failed'):
+        assert result['gpu_count'] == 2
+
+
+@FUZZ_SETTINGS
+@given(text=st.one_of(st.text(max_size=200), st.sampled_from([
+    '<nvidia_smi_log><gpu><minor_number>x</minor_number><ecc_errors><volatile><double_bit><total>-</total></double_bit>'
+    '</volatile></ecc_errors></gpu></nvidia_smi_log>',
+    '<nvidia_smi_log><attached_gpus>N/A</attached_gpus><gpu id="x"><processes><process_info><pid>x</pid></process_info>'
+    '</processes><mig_devices><mig_device><index>a</index></mig_device></mig_devices></gpu></nvidia_smi_log>',
+    '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "zzz">]><nvidia_smi_log>&e;</nvidia_smi_log>'])),
+    rc=st.sampled_from([0, 2, 6, 9, 15, 18, 255]))
+def test_fuzz_gpu_info_nvidia_smi_output(tmp_path, text, rc):
+    """Whatever nvidia-smi prints, gpu_info reports (or fails with a message), never a traceback."""
+    result = run_module(gpu_info.main, {}, allowed_root=tmp_path, commands=_smi_commands(text, rc))
+    assert not result.get('failed')
+    assert result['nvidia_smi']['state'] in ('ok', 'no_devices', 'error', 'driver_not_loaded', 'driver_library_mismatch')
