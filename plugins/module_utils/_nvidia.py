@@ -284,6 +284,69 @@ def _mig(gpu):
     return {'current': _text(gpu, 'mig_mode/current_mig'), 'pending': _text(gpu, 'mig_mode/pending_mig'), 'devices': devices}
 
 
+# `nvidia-smi mig -lgi` / `-lci` tables (the only place that names the profile and placement of an instance):
+# |   0  MIG 1g.10gb          19        9          2:1     |
+# |   0      1       MIG 3g.40gb          2         0          0:4     |
+_LGI_ROW = re.compile(r'^\|\s*(\d+)\s+(MIG\s+\S+)\s+(\d+)\s+(\d+)\s+(\d+):(\d+)\s*\|\s*$')
+_LCI_ROW = re.compile(r'^\|\s*(\d+)\s+(\d+)\s+(MIG\s+\S+)\s+(\d+)\s+(\d+)\s+(\d+):(\d+)\s*\|\s*$')
+_MIG_NONE_RE = re.compile(r'No (GPU|compute) instances? (was |were )?found', re.I)
+
+
+def mig_none(text):
+    """True when nvidia-smi says there is no GPU / compute instance (its 'Not Found' answer, not an error)."""
+    return bool(_MIG_NONE_RE.search(text or ''))
+
+
+def parse_mig_lgi(text):
+    """`nvidia-smi mig -lgi` -> [{'gpu', 'name', 'profile_id', 'gi_id', 'start', 'size'}]; SmiUnreadable for a table row
+    that does not parse (a layout that cannot be read for sure is never "no instances")."""
+    rows = []
+    for line in (text or '').splitlines():
+        line = line.rstrip()
+        match = _LGI_ROW.match(line)
+        if match:
+            gpu, name, profile, gi_id, start, size = match.groups()
+            rows.append({'gpu': int(gpu), 'name': name.split()[-1], 'profile_id': int(profile), 'gi_id': int(gi_id),
+                         'start': int(start), 'size': int(size)})
+        elif re.match(r'^\|\s*\d', line):
+            raise SmiUnreadable('unexpected row in nvidia-smi mig -lgi: %r' % line)
+    return rows
+
+
+def parse_mig_lci(text):
+    """`nvidia-smi mig -lci` -> [{'gpu', 'gi_id', 'name', 'profile_id', 'ci_id', 'start', 'size'}] (SmiUnreadable as above)."""
+    rows = []
+    for line in (text or '').splitlines():
+        line = line.rstrip()
+        match = _LCI_ROW.match(line)
+        if match:
+            gpu, gi_id, name, profile, ci_id, start, size = match.groups()
+            rows.append({'gpu': int(gpu), 'gi_id': int(gi_id), 'name': name.split()[-1], 'profile_id': int(profile),
+                         'ci_id': int(ci_id), 'start': int(start), 'size': int(size)})
+        elif re.match(r'^\|\s*\d', line):
+            raise SmiUnreadable('unexpected row in nvidia-smi mig -lci: %r' % line)
+    return rows
+
+
+def mig_layout(lgi_rows, lci_rows):
+    """{gpu index: [GPU instance, each {'profile_id', 'name', 'start', 'size', 'compute': [{'profile_id', 'name', 'start',
+    'size'}]}]} sorted by placement: what re-creating the instances must give again (instance ids are not kept)."""
+    layout = {}
+    for gi in sorted(lgi_rows, key=lambda r: (r['gpu'], r['start'])):
+        compute = sorted(({'profile_id': ci['profile_id'], 'name': ci['name'], 'start': ci['start'], 'size': ci['size']}
+                          for ci in lci_rows if ci['gpu'] == gi['gpu'] and ci['gi_id'] == gi['gi_id']),
+                         key=lambda c: (c['start'], c['profile_id']))
+        layout.setdefault(gi['gpu'], []).append({'profile_id': gi['profile_id'], 'name': gi['name'], 'start': gi['start'],
+                                                 'size': gi['size'], 'compute': compute})
+    return layout
+
+
+def describe_mig_layout(instances):
+    """'1g.10gb@0 [1g.10gb], 3g.40gb@4 [3g.40gb]'."""
+    return ', '.join('%s@%d [%s]' % (gi['name'], gi['start'], ', '.join(c['name'] for c in gi['compute']) or 'no compute instance')
+                     for gi in instances) or 'no GPU instance'
+
+
 # ---- the whole -q -x document ------------------------------------------------------------------------
 def _process(proc, gpu):
     name = proc.find('process_name')

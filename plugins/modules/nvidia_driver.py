@@ -29,6 +29,8 @@ description:
     reports RV(reboot_required=true).
   - Records the previous version and its exact packages under O(state_dir), so that O(state=previous) rolls back
     in one call.
+  - Keeps the MIG layout of MIG-enabled GPUs across the change (see RV(mig)); after a reboot, run the module again
+    with the same arguments to re-create it (the onprem_ai.maintenance.gpu_stack role does).
 author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
@@ -93,8 +95,8 @@ options:
     default: []
   stop_timeout:
     description:
-      - Seconds to wait for the GPU processes to end after stopping O(stop_services).
-    type: int
+      - Seconds to wait for the GPU processes to end after stopping O(stop_services), 0 to 86400.
+    type: float
     default: 120
   reload:
     description:
@@ -195,6 +197,28 @@ services:
   returned: always
   type: dict
   sample: {"stopped": ["vllm.service"], "started": ["vllm.service"]}
+mig:
+  description:
+    - MIG layouts kept across the change. Before changing anything the module records the MIG mode and the GPU and compute
+      instances (profile and placement) of every MIG-enabled GPU, keeps the record in O(state_dir), re-creates them once the
+      new driver is loaded (after the reload, or by the next run after the reboot) and verifies that they are equal.
+    - It refuses to change anything when the MIG state cannot be read (unless O(allow_unknown_gpu)), and fails (the record
+      kept for the next run) when the layout cannot be re-created.
+  returned: always
+  type: dict
+  contains:
+    recorded:
+      description: The recorded layout per GPU index, e.g. C(3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb]); empty without MIG.
+      type: dict
+    restored:
+      description: The layout was re-created and verified in this run.
+      type: bool
+    restore_pending:
+      description: The layout is recorded and waits for the new driver to be loaded (run the module again after the reboot).
+      type: bool
+    message:
+      description: What was done per GPU, or what differs.
+      type: str
 held:
   description: NVIDIA stack packages on hold at the end.
   returned: always
@@ -247,7 +271,7 @@ def main():
             fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
             hold=dict(type='bool', default=True),
             stop_services=dict(type='list', elements='str', default=[]),
-            stop_timeout=dict(type='int', default=120),
+            stop_timeout=dict(type='float', default=120),
             reload=dict(type='bool', default=True),
             check_kernel_headers=dict(type='bool', default=True),
             minor_version_compatibility=dict(type='bool', default=False),
@@ -259,6 +283,8 @@ def main():
         supports_check_mode=True,
     )
     params = dict(module.params)
+    if not 0 <= params['stop_timeout'] <= 86400:  # also false for NaN
+        module.fail_json(msg='stop_timeout must be a number of seconds from 0 to 86400, got %r' % (params['stop_timeout'],))
     params['fabricmanager'] = {'install': 'present', 'skip': 'absent'}.get(params['fabricmanager'], 'auto')
     manager = DriverManager(module, Host(module, pkg.backend(module)), params,
                             {'distribution': get_distribution(), 'distribution_version': get_distribution_version()})

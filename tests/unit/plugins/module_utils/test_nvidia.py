@@ -167,3 +167,46 @@ def test_branch_gpu_support(branch, arch, open_kernel, state, problem):
     got, reason = nvidia.branch_gpu_support(branch, arch, open_kernel)
     assert got == state
     assert (reason is None) if problem is None else (problem in reason)
+
+
+# `nvidia-smi mig -lgi` / `-lci` in the layout NVIDIA's MIG user guide shows (no public capture of a whole table
+# was found; the -lci row is the one quoted in gpustack's nvidia-smi detector docstring).
+LGI = """+-------------------------------------------------------+
+| GPU instances:                                        |
+| GPU   Name             Profile  Instance   Placement  |
+|                          ID       ID       Start:Size |
+|=======================================================|
+|   0  MIG 3g.40gb          9        2          0:4     |
++-------------------------------------------------------+
+|   0  MIG 1g.10gb         19        9          4:1     |
++-------------------------------------------------------+
+|   1  MIG 7g.80gb          0        0          0:8     |
++-------------------------------------------------------+
+"""
+LCI = """+--------------------------------------------------------------------+
+| Compute instances:                                                 |
+| GPU     GPU       Name             Profile   Instance   Placement  |
+|       Instance                       ID        ID       Start:Size |
+|         ID                                                         |
+|====================================================================|
+|   0      2       MIG 3g.40gb          2         0          0:4     |
++--------------------------------------------------------------------+
+|   0      9       MIG 1g.10gb          0         0          0:1     |
++--------------------------------------------------------------------+
+"""
+
+
+def test_parse_mig_tables_and_layout():
+    lgi, lci = nvidia.parse_mig_lgi(LGI), nvidia.parse_mig_lci(LCI)
+    assert lgi[1] == {'gpu': 0, 'name': '1g.10gb', 'profile_id': 19, 'gi_id': 9, 'start': 4, 'size': 1}
+    assert lci[0] == {'gpu': 0, 'gi_id': 2, 'name': '3g.40gb', 'profile_id': 2, 'ci_id': 0, 'start': 0, 'size': 4}
+    layout = nvidia.mig_layout(lgi, lci)
+    assert nvidia.describe_mig_layout(layout[0]) == '3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb]'
+    assert nvidia.describe_mig_layout(layout[1]) == '7g.80gb@0 [no compute instance]'
+
+
+def test_mig_tables_none_and_unreadable():
+    assert nvidia.mig_none('No GPU instances found: Not Found') and nvidia.mig_none('No compute instances found: Not Found')
+    assert nvidia.parse_mig_lgi('') == []
+    with pytest.raises(nvidia.SmiUnreadable):
+        nvidia.parse_mig_lgi('|   0  MIG 1g.10gb   nineteen   9   4:1   |')

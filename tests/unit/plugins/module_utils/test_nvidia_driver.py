@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, ProcessesUnknown
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, MigUnknown, ProcessesUnknown
 
 REPO = {}
 for _v in ('550.127.08', '550.144.03', '570.124.06', '570.133.20'):
@@ -74,7 +74,10 @@ class FakePackages(object):
 
 class FakeHost(object):
     def __init__(self, packages, loaded='550.127.08', procs=(), gpus=None, in_use=False, services=(), procs_unknown=None,
-                 pci=None):
+                 pci=None, mig=None, mig_unknown=None, mig_broken=False):
+        self.mig = mig or {}
+        self.mig_unknown = mig_unknown
+        self.mig_broken = mig_broken
         self.packages = packages
         self.loaded = loaded
         self.procs = list(procs)
@@ -97,6 +100,46 @@ class FakeHost(object):
 
     def gpus(self):
         return self._gpus or None
+
+    # MIG: self.mig is {uuid: {'index', 'name', 'current', 'pending', 'instances'}}; instances vanish on unload
+    def mig_snapshot(self):
+        if self.mig_unknown:
+            raise MigUnknown(self.mig_unknown)
+        return json.loads(json.dumps(self.mig))
+
+    def smi(self, args):
+        self.log.append(('nvidia-smi',) + tuple(args))
+        args = list(args)
+        if args[:1] == ['-i'] and args[2:] == ['-mig', '1']:
+            for gpu in self.mig.values():
+                if gpu['index'] == int(args[1]):
+                    gpu['current'] = 'Enabled'
+            return 0, '', ''
+        if args == ['mig', '-lgi']:
+            rows = []
+            for gpu in self.mig.values():
+                for gi_id, gi in enumerate(gpu['instances'], 1):
+                    rows.append('|  %2d  MIG %-12s %4d %8d %10d:%d     |' % (gpu['index'], gi['name'], gi['profile_id'], gi_id, gi['start'], gi['size']))
+            return (0, '\n'.join(rows) + '\n', '') if rows else (6, 'No GPU instances found: Not Found\n', '')
+        gpu = [g for g in self.mig.values() if args[:3] == ['mig', '-i', str(g['index'])]][0]
+        op = args[3]
+        if op in ('-dci', '-dgi'):
+            if op == '-dgi':
+                gpu['instances'] = []
+            return 0, '', ''
+        if op == '-cgi':
+            profile, start = [int(x) for x in args[4].split(':')]
+            if not self.mig_broken:
+                names = {19: '1g.10gb', 9: '3g.40gb', 14: '2g.20gb'}
+                gpu['instances'].append({'profile_id': profile, 'name': names[profile], 'start': start,
+                                         'size': {19: 1, 14: 2, 9: 4}[profile], 'compute': []})
+            return 0, '', ''
+        if op == '-gi':
+            gi = gpu['instances'][int(args[4]) - 1]
+            for ci in args[6].split(','):
+                gi['compute'].append({'profile_id': int(ci), 'name': gi['name'], 'start': 0, 'size': gi['size']})
+            return 0, '', ''
+        raise AssertionError(args)
 
     def pci_gpus(self):
         return self._pci
@@ -124,6 +167,8 @@ class FakeHost(object):
             if self.in_use:
                 return 1, '', 'modprobe: FATAL: Module nvidia is in use.'
             self.loaded = None
+            for gpu in self.mig.values():
+                gpu['instances'] = []
             return 0, '', ''
         if args[0] == 'nvidia':
             self.loaded = _installed_upstream(self.packages)
@@ -490,3 +535,63 @@ def test_gpus_not_listable_at_all_refused_unless_allowed(tmp_path):
         run(host, tmp_path, check_kernel_headers=False)
     result, dummy = run(FakeHost(FakePackages(), gpus=[], pci=None), tmp_path, check_kernel_headers=False, allow_unknown_gpu=True)
     assert result['changed'] is True
+
+
+# ---- MIG: record before, re-create after the reload or the reboot, verify -----------------------------------
+def _mig_gpu():
+    layout = [{'profile_id': 9, 'name': '3g.40gb', 'start': 0, 'size': 4, 'compute': [{'profile_id': 2, 'name': '3g.40gb', 'start': 0, 'size': 4}]},
+              {'profile_id': 19, 'name': '1g.10gb', 'start': 4, 'size': 1, 'compute': [{'profile_id': 0, 'name': '1g.10gb', 'start': 0, 'size': 1}]},
+              {'profile_id': 19, 'name': '1g.10gb', 'start': 5, 'size': 1, 'compute': []}]
+    return {'GPU-A': {'index': 0, 'name': 'NVIDIA H100 80GB HBM3', 'current': 'Enabled', 'pending': 'Enabled', 'instances': layout}}
+
+
+def _mig_gpus():
+    return [{'index': 0, 'uuid': 'GPU-A', 'name': 'NVIDIA H100 80GB HBM3', 'architecture': 'Hopper'}]
+
+
+def test_mig_layout_recreated_after_reload(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    wanted = json.loads(json.dumps(host.mig['GPU-A']['instances']))
+    result, dummy = run(host, tmp_path)
+    assert result['reload']['succeeded'] is True
+    assert result['mig']['restored'] is True and result['mig']['restore_pending'] is False
+    assert result['mig']['message'] == 'GPU 0: MIG layout kept: 3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb], 1g.10gb@5 [no compute instance]'
+    assert [(g['profile_id'], g['start'], len(g['compute'])) for g in host.mig['GPU-A']['instances']] == [
+        (g['profile_id'], g['start'], len(g['compute'])) for g in wanted]
+    assert ('nvidia-smi', 'mig', '-i', '0', '-cgi', '9:0') in host.log
+    assert 'mig_restore' not in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+
+
+def test_mig_layout_that_cannot_be_recreated_fails_and_stays_recorded(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus(), mig_broken=True)
+    with pytest.raises(DriverError, match=r'MIG layout could not be re-created: GPU 0: MIG layout differs: recorded 3g.40gb@0'):
+        run(host, tmp_path)
+    assert 'mig_restore' in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+
+
+def test_mig_layout_recorded_across_reboot_and_recreated_by_the_next_run(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    result, dummy = run(host, tmp_path, reload=False)
+    assert result['reboot_required'] is True and result['mig']['restore_pending'] is True
+    assert 'mig_restore' in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    # the reboot: the new module is loaded, the instances are gone
+    host.loaded = '570.133.20'
+    host.mig['GPU-A']['instances'] = []
+    result, dummy = run(host, tmp_path, reload=False)
+    assert result['mig']['restored'] is True and result['changed'] is True
+    assert len(host.mig['GPU-A']['instances']) == 3
+    assert 'mig_restore' not in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+
+
+def test_mig_layout_unreadable_refuses(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, mig_unknown='nvidia-smi mig -lgi failed (rc=2): Insufficient Permissions')
+    with pytest.raises(DriverError, match=r'Cannot read the MIG mode and instances of the GPUs: nvidia-smi mig -lgi failed.*Nothing was changed'):
+        run(host, tmp_path)
+    assert pm.db == OLD
+
+
+def test_mig_check_mode_reports_the_layout(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    result, dummy = run(host, tmp_path, check_mode=True)
+    assert result['mig']['recorded'] == {'0': '3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb], 1g.10gb@5 [no compute instance]'}

@@ -46,3 +46,10 @@ def test_fuzz_nvidia_driver_arguments(tmp_path, args):
     if 'state_dir' not in args or not isinstance(args.get('state_dir'), str):
         args['state_dir'] = str(tmp_path / 'state')
     run_module(nvidia_driver.main, args, allowed_root=tmp_path, commands=_commands, check_mode=True)
+
+
+def test_infinite_or_nan_timeout_is_a_message(tmp_path):
+    for value in (float('inf'), float('nan'), -1, 10 ** 30):
+        args = dict(VALID, stop_timeout=value, state_dir=str(tmp_path))
+        result = run_module(nvidia_driver.main, args, allowed_root=tmp_path, commands=_commands, check_mode=True)
+        assert result['failed'] and 'stop_timeout must be a number of seconds' in result['msg']
