@@ -68,8 +68,6 @@ def unknowns(smi_state, gpus):
             lines.append('%s: architecture (not printed by nvidia-smi, PCI device id %s not in the table)' % (label, gpu['pci_device_id']))
         if gpu['ecc_mode'] == 'Enabled' and gpu['ecc_errors']['volatile']['uncorrected'] is None:
             lines.append('%s: uncorrectable ECC count (ECC is enabled)' % label)
-        if gpu['mig']['current'] == 'Enabled' and not gpu['mig']['devices']:
-            lines.append('%s: MIG devices (MIG enabled, none listed: none created, or not visible here)' % label)
     return lines
 
 

@@ -24,7 +24,11 @@ PERSISTENCED_SERVICE = 'nvidia-persistenced.service'
 
 
 class DriverError(Exception):
-    """Stop with this message; nothing (more) was changed."""
+    """Stop with this message. `result` is None when nothing was changed, else what was changed (changed=True)."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class ProcessesUnknown(Exception):
@@ -502,8 +506,10 @@ class DriverManager(object):
         result['changed'] = True
         if not ok:
             result['mig']['restore_pending'] = True
+            result['version']['loaded'] = self.host.loaded_version()
             raise DriverError('Driver %s is loaded, but the MIG layout could not be re-created: %s. The recorded layout is kept in %s '
-                              'and re-created by the next run.' % (target, '; '.join(lines), state.state_path(self.params['state_dir'], STATE_NAME)))
+                              'and re-created by the next run.' % (target, '; '.join(lines), state.state_path(self.params['state_dir'], STATE_NAME)),
+                              result=dict((k, v) for k, v in result.items() if k != 'diff'))
         result['mig']['restored'] = True
         return self._save_mig_pending(record, {})
 
@@ -579,9 +585,13 @@ class DriverManager(object):
             return self._finish(result, before, plan)
 
         mig_layout = self._record_mig(record)
-        if mig_layout:
-            record = self._save_mig_pending(record, mig_layout)
         stopped = self._stop_gpu_users(result)
+        if mig_layout:
+            try:
+                record = self._save_mig_pending(record, mig_layout)
+            except DriverError:
+                self._start(stopped)
+                raise
         try:
             if plan.stream:
                 self.pm.enable_module_stream(*plan.stream)

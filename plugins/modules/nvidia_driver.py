@@ -294,7 +294,9 @@ def main():
         for warning in manager.warnings:
             module.warn(warning)
         prefix = 'Cannot read the package database: ' if isinstance(exc, pkg.PackageQueryError) else ''
-        module.fail_json(msg=prefix + str(exc))
+        partial = dict(getattr(exc, 'result', None) or {})
+        partial.pop('warnings', None)
+        module.fail_json(msg=prefix + str(exc), **partial)
     diff = result.pop('diff')
     warnings = result.pop('warnings')
     for warning in warnings:

@@ -280,10 +280,11 @@ def test_bad_version_string(tmp_path):
 
 def test_refuses_while_gpu_processes_run(tmp_path):
     pm = FakePackages()
-    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')])
-    with pytest.raises(DriverError, match=r'GPU compute processes are running: vllm \(pid 4242\).*stop_services'):
+    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')], mig=_mig_gpu(), gpus=_mig_gpus())
+    with pytest.raises(DriverError, match=r'GPU compute processes are running: vllm \(pid 4242\).*stop_services') as caught:
         run(host, tmp_path)
-    assert pm.db == OLD
+    assert pm.db == OLD and caught.value.result is None
+    assert not (tmp_path / 'nvidia_driver.json').exists()  # a refusal records nothing
 
 
 def test_stops_and_restarts_named_services(tmp_path):
@@ -564,9 +565,12 @@ def test_mig_layout_recreated_after_reload(tmp_path):
 
 def test_mig_layout_that_cannot_be_recreated_fails_and_stays_recorded(tmp_path):
     host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus(), mig_broken=True)
-    with pytest.raises(DriverError, match=r'MIG layout could not be re-created: GPU 0: MIG layout differs: recorded 3g.40gb@0'):
+    with pytest.raises(DriverError, match=r'MIG layout could not be re-created: GPU 0: MIG layout differs: recorded 3g.40gb@0') as caught:
         run(host, tmp_path)
     assert 'mig_restore' in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    # the driver did change: the failure says so, for the role's rollback
+    assert caught.value.result['changed'] is True and caught.value.result['previous_version'] == '550.127.08'
+    assert caught.value.result['mig']['restore_pending'] is True
 
 
 def test_mig_layout_recorded_across_reboot_and_recreated_by_the_next_run(tmp_path):
