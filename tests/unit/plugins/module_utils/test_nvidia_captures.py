@@ -160,7 +160,8 @@ def test_ecc_old_layout_double_bit_total():
     agg = text.index('<aggregate>')
     head, tail = text[:agg], text[agg:]
     tail = _replace_once(tail, '<double_bit>\n\t\t\t\t\t<device_memory>0</device_memory>', '<double_bit>\n\t\t\t\t\t<device_memory>2</device_memory>')
-    tail = _replace_once(tail, '<cbu>N/A</cbu>\n\t\t\t\t\t<total>0</total>\n\t\t\t\t</double_bit>', '<cbu>N/A</cbu>\n\t\t\t\t\t<total>2</total>\n\t\t\t\t</double_bit>')
+    tail = _replace_once(tail, '<cbu>N/A</cbu>\n\t\t\t\t\t<total>0</total>\n\t\t\t\t</double_bit>',
+                         '<cbu>N/A</cbu>\n\t\t\t\t\t<total>2</total>\n\t\t\t\t</double_bit>')
     gpus = nvidia.parse_smi_xml(head + tail)['gpus']
     assert gpus[0]['ecc_errors']['aggregate'] == {'corrected': 3, 'uncorrected': 2}
     assert nvidia.ecc_problems(gpus) == ['GPU 0 (00000000:00:04.0, GPU-d3da8716-eaab-75db-efc1-60e88e1cd55e) has uncorrectable '
