@@ -421,8 +421,12 @@ class DriverManager(object):
                               'lose MIG instances that cannot be recorded. Fix nvidia-smi first, or set allow_unknown_gpu=true to '
                               'go ahead without keeping a MIG layout.' % exc) from exc
 
+    def _smi(self, args):
+        """(rc, out, err) of nvidia-smi; rc 127 when it is not installed."""
+        return self.host.smi(args) or (127, '', 'nvidia-smi is not installed')
+
     def _mig_run(self, index, *args):
-        rc, out, err = self.host.smi(['mig', '-i', str(index)] + list(args))
+        rc, out, err = self._smi(['mig', '-i', str(index)] + list(args))
         return rc, (out or '') + (err or '')
 
     def _restore_mig(self, wanted):
@@ -444,7 +448,7 @@ class DriverManager(object):
             index = gpu['index']
             have = now.get(uuid)
             if want['current'] == 'Enabled' and (have is None or have['current'] != 'Enabled'):
-                rc, out, err = self.host.smi(['-i', str(index), '-mig', '1'])
+                rc, out, err = self._smi(['-i', str(index), '-mig', '1'])
                 if rc != 0:
                     ok = False
                     lines.append('GPU %s: could not enable MIG mode again: %s' % (index, (err or out).strip()))
@@ -457,7 +461,7 @@ class DriverManager(object):
                     rc, text = self._mig_run(index, '-cgi', '%d:%d' % (gi['profile_id'], gi['start']))
                     if rc != 0:
                         lines.append('GPU %s: nvidia-smi mig -cgi %d:%d failed: %s' % (index, gi['profile_id'], gi['start'], text.strip()))
-                rc, text, err = self.host.smi(['mig', '-lgi'])
+                rc, text, err = self._smi(['mig', '-lgi'])
                 try:
                     rows = nvidia.parse_mig_lgi(text if rc == 0 else '')
                 except nvidia.SmiUnreadable as exc:
