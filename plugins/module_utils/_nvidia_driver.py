@@ -328,8 +328,8 @@ class DriverManager(object):
         problems, unknown = [], []
         for gpu in gpus:
             state, reason = nvidia.branch_gpu_support(plan.branch, gpu.get('architecture'), self.params['kernel_module'] == 'open')
-            label = 'GPU %s (%s, PCI device id %s)' % (gpu.get('index') if gpu.get('index') is not None else '?',
-                                                        gpu.get('name') or 'unnamed', gpu.get('pci_device_id') or 'unknown')
+            index = gpu.get('index') if gpu.get('index') is not None else '?'
+            label = 'GPU %s (%s, PCI device id %s)' % (index, gpu.get('name') or 'unnamed', gpu.get('pci_device_id') or 'unknown')
             if state == nvidia.GPU_UNSUPPORTED:
                 problems.append('%s: %s' % (label, reason))
             elif state == nvidia.GPU_UNKNOWN:

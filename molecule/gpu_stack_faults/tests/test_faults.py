@@ -19,7 +19,10 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLEC
 def test_history_shows_upgrade_rollback_upgrade(host):
     record = json.loads(host.file('/var/lib/onprem_ai/nvidia_driver.json').content_string)
     steps = [(h['from'], h['to']) for h in record['history']]
-XX
+    assert steps == [('550.127.08', '570.124.06'), ('570.124.06', '550.127.08'), ('550.127.08', '550.144.03'),
+                     ('550.144.03', '570.133.20')]
+    assert record['previous']['version'] == '550.144.03'
+    assert 'mig_restore' not in record  # re-created after the reboot, nothing left pending
 
 
 def test_final_driver_loaded_after_reboot(host):

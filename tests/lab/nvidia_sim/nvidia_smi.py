@@ -334,8 +334,8 @@ def mig_command(argv, gpus):
                     continue
                 name, size = MIG_PROFILES[gi["profile_id"]][:2]
                 for ci in sorted(gi["compute"], key=lambda c: c["ci_id"]):
-                    rows.append("%3d %6d       MIG %-12s %4d %9d %10s  " % (gpu["index"], gi["gi_id"], name, ci["profile_id"], ci["ci_id"],
-                                                                          "0:%d" % size))
+                    values = (gpu["index"], gi["gi_id"], name, ci["profile_id"], ci["ci_id"], "0:%d" % size)
+                    rows.append("%3d %6d       MIG %-12s %4d %9d %10s  " % values)
         if not rows:
             raise SmiError("No compute instances found: Not Found", RC_NO_DEVICES)
         return mig_table("Compute instances:", ["GPU     GPU       Name             Profile   Instance   Placement ",
@@ -741,8 +741,8 @@ def table(opts, gpus):
         lines.append("|  No running processes found".ljust(90) + "|")
     for gpu, proc in procs:
         name = proc["name"] if len(proc["name"]) <= 35 else "..." + proc["name"][-32:]
-        lines.append("|" + cell("  %3d   N/A  N/A  %15d  %5s   %-35s%10s " % (gpu["index"], proc["pid"], proc["type"], name,
-                                                                                "%dMiB" % proc["used_memory_mib"]), 89) + "|")
+        values = (gpu["index"], proc["pid"], proc["type"], name, "%dMiB" % proc["used_memory_mib"])
+        lines.append("|" + cell("  %3d   N/A  N/A  %15d  %5s   %-35s%10s " % values, 89) + "|")
     lines.append(border)
     return lines
 
