@@ -351,7 +351,7 @@ def mig_command(argv, gpus):
                     raise SmiError("Unable to create a GPU instance on GPU %d using profile %d: Invalid Argument" % (gpu["index"], profile), RC_INVALID_ARG)
                 size = MIG_PROFILES[profile][1]
                 used = set(s for g in instances for s in range(g["start"], g["start"] + MIG_PROFILES[g["profile_id"]][1]))
-                starts = [int(start)] if has_start else [s for s in range(0, MIG_SLICES, size)]
+                starts = [int(start)] if has_start else list(range(0, MIG_SLICES, size))
                 start = next((s for s in starts if s % size == 0 and s + size <= MIG_SLICES and not used & set(range(s, s + size))), None)
                 if start is None:
                     raise SmiError("Unable to create a GPU instance on GPU %d using profile %d: Insufficient Resources" % (gpu["index"], profile), 2)
