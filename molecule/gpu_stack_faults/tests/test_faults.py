@@ -43,4 +43,4 @@ def test_services_back_after_reboot(host):
 def test_mig_layout_after_reboot(host):
     lgi = host.check_output('nvidia-smi mig -lgi')
     assert re.search(r'MIG 3g\.40gb\s+9\s+\d+\s+0:4', lgi) and re.search(r'MIG 1g\.10gb\s+19\s+\d+\s+4:1', lgi)
-    assert len(re.findall(r'MIG \S+\s+\d+\s+\d+\s+\d+\s+\d+:\d+', host.check_output('nvidia-smi mig -lci'))) == 2
+    assert len(re.findall(r'MIG \S+\s+\d+\s+\d+\s+\d+:\d+', host.check_output('nvidia-smi mig -lci'))) == 2
