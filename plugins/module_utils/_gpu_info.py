@@ -30,6 +30,10 @@ _DRIVER_PACKAGE_RES = [re.compile(p) for p in (
 _FABRICMANAGER_RE = re.compile(r'^nvidia-fabric-?manager(-\d+)?$')
 
 
+class GpuInfoError(Exception):
+    """The host's state cannot be read at all (not a state of the host: a failure)."""
+
+
 def installed_driver_version(packages):
     """Upstream driver version from installed package versions, or None."""
     for pattern in _DRIVER_PACKAGE_RES:
@@ -51,17 +55,34 @@ def _fabric_manager(module, packages):
     return {'installed': True, 'version': nvidia.upstream_version(packages[sorted(names)[0]]), 'active': state}
 
 
+def unknowns(smi_state, gpus):
+    """What could not be read for sure, one line each (the values concerned are null in the result)."""
+    lines = []
+    if smi_state not in (nvidia.SMI_OK, nvidia.SMI_NOT_INSTALLED, nvidia.SMI_NO_DEVICES, nvidia.SMI_NO_DRIVER):
+        lines.append('nvidia-smi failed (%s): GPUs, ECC counts, MIG and GPU processes are not known' % smi_state)
+    for gpu in gpus:
+        label = 'GPU %s (%s)' % (gpu['index'] if gpu['index'] is not None else '?', gpu['pci_bus_id'])
+        if gpu['index'] is None:
+            lines.append('%s: index (nvidia-smi listed %s)' % (label, 'fewer GPUs than are attached'))
+        if gpu['architecture'] is None:
+            lines.append('%s: architecture (not printed by nvidia-smi, PCI device id %s not in the table)' % (label, gpu['pci_device_id']))
+        if gpu['ecc_mode'] == 'Enabled' and gpu['ecc_errors']['volatile']['uncorrected'] is None:
+            lines.append('%s: uncorrectable ECC count (ECC is enabled)' % label)
+    return lines
+
+
 def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvidia.CUDA_ROOT):
-    """Everything gpu_info reports. Never changes the host."""
+    """Everything gpu_info reports. Never changes the host. Raises GpuInfoError when packages cannot be read."""
     try:
         packages = pkg.installed_packages(module, NVIDIA_PACKAGE_PATTERNS)
     except pkg.PackageQueryError as exc:
-        module.fail_json(msg='Cannot read the package database: %s' % exc)
+        raise GpuInfoError('Cannot read the package database: %s' % exc) from exc
     installed = installed_driver_version(packages)
     loaded = nvidia.read_loaded_module_version(sysfs_version_path)
 
-    smi = {'path': module.get_bin_path('nvidia-smi'), 'state': nvidia.SMI_NOT_INSTALLED, 'rc': None, 'message': None}
-    parsed = {'driver_version': None, 'cuda_version': None, 'gpus': [], 'processes': []}
+    smi = {'path': module.get_bin_path('nvidia-smi'), 'state': nvidia.SMI_NOT_INSTALLED, 'rc': None, 'message': None, 'dtd': None,
+           'attached_gpus': None}
+    parsed = {'driver_version': None, 'cuda_version': None, 'gpus': [], 'processes': [], 'dtd': None}
     library_version = None
     if smi['path']:
         rc, out, err = module.run_command([smi['path'], '-q', '-x'])
@@ -70,7 +91,9 @@ def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvi
             try:
                 parsed = nvidia.parse_smi_xml(out)
                 smi['state'] = nvidia.SMI_OK if parsed['gpus'] else nvidia.SMI_NO_DEVICES
-            except ValueError as exc:
+                smi['dtd'] = parsed['dtd']
+                smi['attached_gpus'] = parsed['attached_gpus']
+            except nvidia.SmiUnreadable as exc:
                 smi['state'] = nvidia.SMI_ERROR
                 smi['message'] = str(exc)
         else:
@@ -92,11 +115,20 @@ def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvi
         reboot_reason = 'installed driver %s differs from the loaded kernel module %s' % (installed or library_version, loaded)
     else:
         reboot_reason = None
+    if smi['state'] == nvidia.SMI_OK:
+        processes = parsed['processes']
+    elif smi['state'] in (nvidia.SMI_NOT_INSTALLED, nvidia.SMI_NO_DEVICES, nvidia.SMI_NO_DRIVER) and not loaded:
+        processes = []  # no nvidia module loaded: nothing can run on a GPU
+    else:
+        processes = None  # nvidia-smi cannot tell: unknown, never "none"
     return {
         'gpus_present': bool(gpus),
         'gpu_count': len(gpus),
         'reason': reason,
         'gpus': gpus,
+        'ecc_problems': nvidia.ecc_problems(gpus),
+        'mig_enabled': [g['index'] for g in gpus if g['mig']['current'] == 'Enabled' or g['mig']['pending'] == 'Enabled'],
+        'unknown': unknowns(smi['state'], gpus),
         'driver': {
             'installed_version': installed,
             'loaded_version': loaded,
@@ -111,5 +143,5 @@ def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvi
         'packages': packages,
         'cuda_toolkits': nvidia.cuda_toolkits(cuda_root),
         'fabric_manager': _fabric_manager(module, packages),
-        'processes': parsed['processes'],
+        'processes': processes,
     }

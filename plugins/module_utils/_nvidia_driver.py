@@ -24,17 +24,37 @@ PERSISTENCED_SERVICE = 'nvidia-persistenced.service'
 
 
 class DriverError(Exception):
-    """Stop with this message; nothing (more) was changed."""
+    """Stop with this message. `result` is None when nothing was changed, else what was changed (changed=True)."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class ProcessesUnknown(Exception):
+    """Whether GPU processes run cannot be told for sure (never the same as "none run")."""
+
+
+class MigUnknown(Exception):
+    """The MIG mode or instance layout cannot be read for sure."""
+
+
+def _mig_key(instances):
+    """What must be equal before and after: each GPU instance's profile and placement, and the profiles of its
+    compute instances (instance ids are given anew when instances are created)."""
+    return sorted((gi['profile_id'], gi['start'], gi['size'], tuple(sorted((ci['profile_id'], ci['size']) for ci in gi['compute'])))
+                  for gi in instances)
 
 
 class Host(object):
     """Commands the driver logic runs on the host, in one place so that tests can script them."""
 
-    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT):
+    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT, pci_root=nvidia.PCI_ROOT):
         self.module = module
         self.packages = packages
         self.sysfs_root = sysfs_root
         self.cuda_root = cuda_root
+        self.pci_root = pci_root
 
     def kernel_release(self):
         return os.uname().release
@@ -52,25 +72,81 @@ class Host(object):
         return self.module.run_command([path] + list(args))
 
     def gpus(self):
-        """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (no driver, mismatch)."""
+        """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (not installed, no driver, mismatch)."""
         result = self.smi(['-q', '-x'])
         if not result or result[0] != 0:
             return None
         try:
             return nvidia.parse_smi_xml(result[1])['gpus']
-        except ValueError:
+        except nvidia.SmiUnreadable:
             return None
 
-    def compute_processes(self):
-        """Compute processes on the GPUs, or None when nvidia-smi cannot tell."""
-        fields = ['pid', 'process_name', 'used_memory', 'gpu_uuid']
-        result = self.smi(['--query-compute-apps=%s' % ','.join(fields), '--format=csv,noheader,nounits'])
-        if not result or result[0] != 0:
-            return None
+    def pci_gpus(self):
+        """NVIDIA display controllers on the PCI bus (works without a driver), or None when sysfs cannot be read."""
+        return nvidia.pci_gpus(self.pci_root)
+
+    def gpu_processes(self):
+        """Compute processes on the GPUs ([{'pid', 'name', 'used_memory_mib', 'gpu_uuid'}]).
+
+        Empty only when it is certain that none run (no nvidia module loaded, or nvidia-smi lists none).
+        Raises ProcessesUnknown when nvidia-smi cannot tell or its answer cannot be read for sure.
+        """
+        path = self.module.get_bin_path('nvidia-smi')
+        loaded = self.loaded_version()
+        if not path:
+            if loaded is None:
+                return []
+            raise ProcessesUnknown('nvidia-smi is not installed while the nvidia module %s is loaded' % loaded)
+        rc, out, err = self.module.run_command([path, '--query-compute-apps=%s' % ','.join(nvidia.COMPUTE_APP_FIELDS),
+                                                '--format=csv,noheader,nounits'])
+        if rc != 0:
+            state = nvidia.classify_smi_failure(rc, out, err)
+            if state in (nvidia.SMI_NO_DRIVER, nvidia.SMI_NO_DEVICES) and loaded is None:
+                return []
+            if state == nvidia.SMI_NO_DEVICES:
+                return []
+            raise ProcessesUnknown('nvidia-smi --query-compute-apps failed (%s, rc=%s): %s' % (state, rc, ((err or out).strip() or '-')[:300]))
         try:
-            return nvidia.parse_csv_query(result[1], fields)
-        except ValueError:
-            return None
+            return nvidia.parse_compute_apps(out)
+        except nvidia.SmiUnreadable as exc:
+            raise ProcessesUnknown('the process list printed by nvidia-smi cannot be read for sure (%s)' % exc) from exc
+
+    def mig_snapshot(self):
+        """{uuid: {'index', 'name', 'current', 'pending', 'instances'}} of the GPUs whose MIG mode is enabled now or pending.
+
+        {} when no GPU has MIG enabled, or when no nvidia module is loaded (no instance can exist then).
+        Raises MigUnknown when it cannot be read for sure.
+        """
+        result = self.smi(['-q', '-x'])
+        if result is None:
+            return {}
+        rc, out, err = result
+        if rc != 0:
+            state = nvidia.classify_smi_failure(rc, out, err)
+            if state in (nvidia.SMI_NO_DRIVER, nvidia.SMI_NO_DEVICES) and self.loaded_version() is None:
+                return {}
+            raise MigUnknown('nvidia-smi -q -x failed (%s): %s' % (state, ((err or out).strip() or '-')[:300]))
+        try:
+            gpus = nvidia.parse_smi_xml(out)['gpus']
+        except nvidia.SmiUnreadable as exc:
+            raise MigUnknown(str(exc)) from exc
+        mig_gpus = [g for g in gpus if 'Enabled' in (g['mig']['current'], g['mig']['pending'])]
+        if not mig_gpus:
+            return {}
+        if any(g['index'] is None or not g['uuid'] for g in mig_gpus):
+            raise MigUnknown('nvidia-smi does not show the index and UUID of every MIG-enabled GPU')
+        tables = []
+        for flag in ('-lgi', '-lci'):
+            rc, out, err = self.smi(['mig', flag])
+            if rc != 0 and not nvidia.mig_none(out + err):
+                raise MigUnknown('nvidia-smi mig %s failed (rc=%s): %s' % (flag, rc, ((err or out).strip() or '-')[:300]))
+            tables.append('' if rc != 0 else out)
+        try:
+            layout = nvidia.mig_layout(nvidia.parse_mig_lgi(tables[0]), nvidia.parse_mig_lci(tables[1]))
+        except nvidia.SmiUnreadable as exc:
+            raise MigUnknown(str(exc)) from exc
+        return dict((g['uuid'], {'index': g['index'], 'name': g['name'], 'current': g['mig']['current'],
+                                 'pending': g['mig']['pending'], 'instances': layout.get(g['index'], [])}) for g in mig_gpus)
 
     def systemctl(self, *args):
         return self.module.run_command([self.module.get_bin_path('systemctl', required=True)] + list(args))
@@ -89,15 +165,6 @@ class Host(object):
 
 def _stack_names(installed):
     return sorted(name for name in installed if not name.startswith(('nvidia-container-toolkit', 'libnvidia-container')))
-
-
-def _describe(procs):
-    seen = []
-    for proc in procs:
-        text = '%s (pid %s)' % (proc['process_name'], proc['pid'])
-        if text not in seen:
-            seen.append(text)
-    return ', '.join(seen)
 
 
 def _version_matching(versions, upstream):
@@ -238,15 +305,43 @@ class DriverManager(object):
                   'driver %s cannot run the installed CUDA %s toolkit (needs >= %s); upgrade to a newer branch or remove the toolkit first'
                   % (plan.target, toolkit['version'], nvidia.cuda_min_driver(toolkit['version'], minor)),
                   'needs >= %s' % nvidia.cuda_min_driver(toolkit['version'], minor))
-        gpus = self.host.gpus()
-        if gpus is None:
-            checks.append({'check': 'GPU support', 'ok': None, 'detail': 'not checked: nvidia-smi cannot list the GPUs now'})
-        else:
-            problems = sorted(set(filter(None, (nvidia.branch_supports_gpu(plan.branch, gpu.get('architecture'),
-                                                                           self.params['kernel_module'] == 'open') for gpu in gpus))))
-            check('GPU support', '; '.join(problems) or None, ', '.join(sorted(set(g['name'] or '?' for g in gpus))) or 'no GPUs')
+        self._check_gpu_support(plan, check)
         if failures:
             raise DriverError('Preflight failed, nothing was changed: ' + ' | '.join(failures))
+
+    def _check_gpu_support(self, plan, check):
+        """Every GPU's architecture must be known and supported by the target branch (allow_unknown_gpu relaxes the first)."""
+        if self.params['state'] == 'previous':
+            check('GPU support', None, 'not checked: going back to the driver that ran on these GPUs before')
+            return
+        gpus, source = self.host.gpus(), 'nvidia-smi'
+        if gpus is None:
+            gpus, source = self.host.pci_gpus(), 'PCI bus'
+        if gpus is None:
+            problem = 'the GPUs cannot be listed (nvidia-smi cannot, and /sys/bus/pci/devices cannot be read)'
+            if self.params['allow_unknown_gpu']:
+                self.warnings.append('GPU support not checked: %s; going ahead because allow_unknown_gpu is set' % problem)
+                check('GPU support', None, 'not checked: %s (allow_unknown_gpu)' % problem)
+                return
+            check('GPU support', problem + '. Set allow_unknown_gpu=true to go ahead without this check.')
+            return
+        problems, unknown = [], []
+        for gpu in gpus:
+            state, reason = nvidia.branch_gpu_support(plan.branch, gpu.get('architecture'), self.params['kernel_module'] == 'open')
+            index = gpu.get('index') if gpu.get('index') is not None else '?'
+            label = 'GPU %s (%s, PCI device id %s)' % (index, gpu.get('name') or 'unnamed', gpu.get('pci_device_id') or 'unknown')
+            if state == nvidia.GPU_UNSUPPORTED:
+                problems.append('%s: %s' % (label, reason))
+            elif state == nvidia.GPU_UNKNOWN:
+                unknown.append('%s: %s' % (label, reason))
+        if unknown and self.params['allow_unknown_gpu']:
+            self.warnings.append('driver branch %s was not checked against %s; going ahead because allow_unknown_gpu is set'
+                                 % (plan.branch, '; '.join(unknown)))
+        elif unknown:
+            problems.append('cannot tell whether driver branch %s supports %s. Set allow_unknown_gpu=true to go ahead anyway'
+                            % (plan.branch, '; '.join(unknown)))
+        names = ', '.join(sorted(set(g.get('name') or '?' for g in gpus))) or 'no NVIDIA GPU'
+        check('GPU support', '; '.join(problems) or None, '%s (from %s)' % (names, source))
 
     def _load_state(self):
         try:
@@ -255,19 +350,26 @@ class DriverManager(object):
             raise DriverError(str(exc)) from exc
 
     # ---- GPU users -----------------------------------------------------------------------------
-    def _gpu_processes(self):
-        """Compute processes on the GPUs; none known when nvidia-smi cannot tell (no driver, mismatch)."""
-        return self.host.compute_processes() or []
+    def _read_gpu_processes(self):
+        """(processes, None) when known, (None, reason) when it cannot be told for sure."""
+        try:
+            return self.host.gpu_processes(), None
+        except ProcessesUnknown as exc:
+            return None, str(exc)
 
     def _stop_gpu_users(self, result):
-        procs = self._gpu_processes()
-        if not procs:
+        procs, unknown = self._read_gpu_processes()
+        if not procs and not unknown:
             return []
-        described = _describe(procs)
         services = self.params['stop_services']
         if not services:
+            if unknown:
+                raise DriverError('Cannot tell whether GPU processes are running: %s. Nothing was changed. Fix nvidia-smi, or name '
+                                  'the services that use the GPUs in stop_services (they are stopped before the change and '
+                                  'started again after it).' % unknown)
             raise DriverError('GPU compute processes are running: %s. Stop them first, or name the services that run them in '
-                              'stop_services so that they are stopped and started again around the upgrade.' % described)
+                              'stop_services so that they are stopped and started again around the upgrade.'
+                              % nvidia.describe_processes(procs))
         stopped = []
         for service in services:
             if self.host.is_active(service):
@@ -279,13 +381,17 @@ class DriverManager(object):
         result['services']['stopped'] = stopped
         deadline = time.time() + self.params['stop_timeout']
         while True:
-            procs = self._gpu_processes()
+            procs, unknown = self._read_gpu_processes()
+            if unknown:
+                self.warnings.append('after stopping %s the GPU processes still cannot be read (%s); going ahead because '
+                                     'stop_services names what runs on the GPUs' % (', '.join(services), unknown))
+                return stopped
             if not procs:
                 return stopped
             if time.time() >= deadline:
                 self._start(stopped)
                 raise DriverError('GPU compute processes still run after stopping %s: %s. Nothing was changed; the services were '
-                                  'started again.' % (', '.join(services), _describe(procs)))
+                                  'started again.' % (', '.join(services), nvidia.describe_processes(procs)))
             self.host.sleep(2)
 
     def _start(self, services):
@@ -297,6 +403,119 @@ class DriverManager(object):
             else:
                 self.warnings.append('could not start %s again: %s' % (service, (err or out).strip()))
         return started
+
+    # ---- MIG -------------------------------------------------------------------------------------------
+    def _record_mig(self, record):
+        """The MIG layout to keep across the change ({} when no GPU has MIG enabled). Refuses when it cannot be read."""
+        try:
+            return self.host.mig_snapshot()
+        except MigUnknown as exc:
+            saved = record.get('mig_restore')
+            if saved:
+                self.warnings.append('the MIG layout cannot be read now (%s); using the one recorded before the last change' % exc)
+                return saved
+            if self.params['state'] == 'previous' or self.params['allow_unknown_gpu']:
+                self.warnings.append('the MIG layout cannot be read (%s); a MIG layout, if any, is not re-created after the change' % exc)
+                return {}
+            raise DriverError('Cannot read the MIG mode and instances of the GPUs: %s. Nothing was changed: a driver change would '
+                              'lose MIG instances that cannot be recorded. Fix nvidia-smi first, or set allow_unknown_gpu=true to '
+                              'go ahead without keeping a MIG layout.' % exc) from exc
+
+    def _smi(self, args):
+        """(rc, out, err) of nvidia-smi; rc 127 when it is not installed."""
+        return self.host.smi(args) or (127, '', 'nvidia-smi is not installed')
+
+    def _mig_run(self, index, *args):
+        rc, out, err = self._smi(['mig', '-i', str(index)] + list(args))
+        return rc, (out or '') + (err or '')
+
+    def _restore_mig(self, wanted):
+        """Re-create the recorded MIG mode and instances after a reload or reboot, and verify them.
+        Returns (ok, lines): lines say per GPU what was done or what differs."""
+        try:
+            now = self.host.mig_snapshot()
+            gpus = self.host.gpus() or []
+        except MigUnknown as exc:
+            return False, ['the MIG layout cannot be read after the change: %s' % exc]
+        by_uuid = dict((g['uuid'], g) for g in gpus)
+        lines, ok = [], True
+        for uuid, want in sorted(wanted.items(), key=lambda item: item[1]['index']):
+            gpu = by_uuid.get(uuid)
+            if gpu is None:
+                ok = False
+                lines.append('GPU %s (%s) is not listed by nvidia-smi after the change' % (want['index'], uuid))
+                continue
+            index = gpu['index']
+            have = now.get(uuid)
+            if want['current'] == 'Enabled' and (have is None or have['current'] != 'Enabled'):
+                rc, out, err = self._smi(['-i', str(index), '-mig', '1'])
+                if rc != 0:
+                    ok = False
+                    lines.append('GPU %s: could not enable MIG mode again: %s' % (index, (err or out).strip()))
+                    continue
+            current = (self.host.mig_snapshot().get(uuid) or {}).get('instances', [])
+            if _mig_key(current) != _mig_key(want['instances']):
+                self._mig_run(index, '-dci')
+                self._mig_run(index, '-dgi')
+                for gi in want['instances']:
+                    rc, text = self._mig_run(index, '-cgi', '%d:%d' % (gi['profile_id'], gi['start']))
+                    if rc != 0:
+                        lines.append('GPU %s: nvidia-smi mig -cgi %d:%d failed: %s' % (index, gi['profile_id'], gi['start'], text.strip()))
+                rc, text, err = self._smi(['mig', '-lgi'])
+                try:
+                    rows = nvidia.parse_mig_lgi(text if rc == 0 else '')
+                except nvidia.SmiUnreadable as exc:
+                    rows = []
+                    lines.append('GPU %s: %s' % (index, exc))
+                ids = dict(((row['start'], row['profile_id']), row['gi_id']) for row in rows if row['gpu'] == index)
+                for gi in want['instances']:
+                    gi_id = ids.get((gi['start'], gi['profile_id']))
+                    if gi_id is not None and gi['compute']:
+                        rc, text = self._mig_run(index, '-gi', str(gi_id), '-cci', ','.join(str(c['profile_id']) for c in gi['compute']))
+                        if rc != 0:
+                            lines.append('GPU %s: nvidia-smi mig -gi %s -cci failed: %s' % (index, gi_id, text.strip()))
+            after = (self.host.mig_snapshot().get(uuid) or {}).get('instances', [])
+            if _mig_key(after) == _mig_key(want['instances']):
+                lines.append('GPU %s: MIG layout kept: %s' % (index, nvidia.describe_mig_layout(after)))
+            else:
+                ok = False
+                lines.append('GPU %s: MIG layout differs: recorded %s, now %s' % (
+                    index, nvidia.describe_mig_layout(want['instances']), nvidia.describe_mig_layout(after)))
+        return ok, lines
+
+    def _save_mig_pending(self, record, layout):
+        record = dict(record)
+        if layout:
+            record['mig_restore'] = layout
+        else:
+            record.pop('mig_restore', None)
+        try:
+            state.save(self.params['state_dir'], STATE_NAME, record)
+        except state.StateError as exc:
+            raise DriverError('cannot record the MIG layout before the change: %s. Nothing was changed.' % exc) from exc
+        return record
+
+    def _finish_mig(self, result, record, layout, target):
+        """After the change: re-create the layout when the new driver is loaded, else leave it recorded for the next run."""
+        if not layout:
+            return record
+        result['mig']['recorded'] = dict((str(v['index']), nvidia.describe_mig_layout(v['instances'])) for v in layout.values())
+        if self.host.loaded_version() != target:
+            result['mig']['restore_pending'] = True
+            result['mig']['message'] = ('the MIG layout is recorded in %s and is re-created by the next run of this module once '
+                                        'driver %s is loaded (after the reboot)' % (state.state_path(self.params['state_dir'], STATE_NAME), target))
+            return record
+        ok, lines = self._restore_mig(layout)
+        result['mig']['message'] = '; '.join(lines)
+        result['changed'] = True
+        if not ok:
+            result['mig']['restore_pending'] = True
+            result['version']['loaded'] = self.host.loaded_version()
+            raise DriverError('Driver %s is loaded, but the MIG layout could not be re-created: %s. The recorded layout is kept in %s '
+                              'and re-created by the next run.' % (target, '; '.join(lines), state.state_path(self.params['state_dir'], STATE_NAME)),
+                              result=dict((k, v) for k, v in result.items() if k != 'diff'))
+        result['mig']['restored'] = True
+        return self._save_mig_pending(record, {})
 
     # ---- kernel modules ----------------------------------------------------------------------
     def _reload(self, target):
@@ -333,7 +552,8 @@ class DriverManager(object):
         result = {'changed': False, 'version': {'before': before['version'], 'after': before['version'],
                                                 'loaded': before['loaded_version']},
                   'previous_version': None, 'reboot_required': False, 'reload': {'attempted': False, 'succeeded': None, 'message': None},
-                  'services': {'stopped': [], 'started': []}, 'held': before['held'], 'plan': plan.as_dict()}
+                  'services': {'stopped': [], 'started': []}, 'held': before['held'], 'plan': plan.as_dict(),
+                  'mig': {'recorded': {}, 'restored': False, 'restore_pending': False, 'message': None}}
         record = self._load_state()
         result['previous_version'] = (record.get('previous') or {}).get('version')
 
@@ -345,6 +565,12 @@ class DriverManager(object):
                     self.pm.hold(missing_holds)
                 result['held'] = sorted(set(before['held']) | set(missing_holds))
             result['reboot_required'] = bool(before['loaded_version'] and before['loaded_version'] != plan.target)
+            if record.get('mig_restore') and not self.module.check_mode:
+                # the change happened in an earlier run (reboot path): re-create the recorded MIG layout now
+                self._finish_mig(result, record, record['mig_restore'], plan.target)
+            elif record.get('mig_restore'):
+                result['mig']['restore_pending'] = True
+                result['mig']['message'] = 'check mode: the recorded MIG layout would be re-created'
             return self._finish(result, before, plan)
 
         self._preflight(plan, before)
@@ -355,9 +581,21 @@ class DriverManager(object):
         if self.module.check_mode:
             result['reboot_required'] = bool(before['loaded_version'])
             result['reload']['message'] = 'check mode: the modules would be reloaded if nothing holds them, else a reboot is required'
+            try:
+                layout = self.host.mig_snapshot()
+                result['mig']['recorded'] = dict((str(v['index']), nvidia.describe_mig_layout(v['instances'])) for v in layout.values())
+            except MigUnknown as exc:
+                self.warnings.append('check mode: the MIG layout cannot be read (%s); a real run refuses unless allow_unknown_gpu' % exc)
             return self._finish(result, before, plan)
 
+        mig_layout = self._record_mig(record)
         stopped = self._stop_gpu_users(result)
+        if mig_layout:
+            try:
+                record = self._save_mig_pending(record, mig_layout)
+            except DriverError:
+                self._start(stopped)
+                raise
         try:
             if plan.stream:
                 self.pm.enable_module_stream(*plan.stream)
@@ -376,8 +614,11 @@ class DriverManager(object):
         previous = {'version': before['version'], 'packages': before['packages'],
                     'layout': (record.get('current') or {}).get('layout')} if before['version'] else None
         current = {'version': plan.target, 'packages': want, 'layout': plan.layout}
+        record = state.record_change(record, current, previous)
+        if mig_layout:
+            record['mig_restore'] = mig_layout
         try:
-            state.save(self.params['state_dir'], STATE_NAME, state.record_change(record, current, previous))
+            state.save(self.params['state_dir'], STATE_NAME, record)
         except state.StateError as exc:
             self.warnings.append('the driver was changed but the record of the previous version could not be written: %s' % exc)
         result['previous_version'] = before['version']
@@ -397,7 +638,14 @@ class DriverManager(object):
             result['reload']['message'] = (result['reload']['message'] or '') + '; a reboot is required to load %s' % plan.target
             if stopped:
                 self.warnings.append('left %s stopped: they cannot use the GPUs until the node reboots' % ', '.join(stopped))
+            self._finish_mig(result, record, mig_layout, plan.target)
         else:
+            try:
+                self._finish_mig(result, record, mig_layout, plan.target)
+            except DriverError:
+                if stopped:
+                    self.warnings.append('left %s stopped: the MIG layout they need is not there' % ', '.join(stopped))
+                raise
             result['services']['started'] = self._start(stopped)
         result['version']['loaded'] = self.host.loaded_version()
         return self._finish(result, before, plan)

@@ -16,9 +16,12 @@ description:
   - Reports the driver version three ways, as installed (packages), as loaded (the kernel module in
     C(/sys/module/nvidia/version)) and as reported by C(nvidia-smi), so that a pending reload or reboot
     ("Driver/library version mismatch") is visible before it breaks a workload.
-  - Lists the GPUs (name, UUID, PCI bus id, memory, persistence mode, ECC errors), the highest CUDA version
+  - Lists the GPUs in nvidia-smi's index order (name, UUID, PCI bus id and device id, minor number, architecture,
+    memory, persistence mode, ECC errors in every counter layout, MIG mode and MIG devices), the highest CUDA version
     the driver supports, the CUDA toolkits installed under C(/usr/local/cuda-X.Y) and the default one, the
-    fabric manager package and service, and the compute processes running on the GPUs.
+    fabric manager package and service, and the compute and graphics processes running on the GPUs.
+  - Reads C(nvidia-smi -q -x) of every driver generation (XML layouts v9 to v13). A value that cannot be read
+    is null and named in RV(unknown); null never stands for zero, none or disabled.
   - On a host without GPUs or without a driver it reports that (RV(gpus_present=false) with a reason)
     instead of failing.
 author:
@@ -59,7 +62,7 @@ gpus_present:
   type: bool
   sample: true
 gpu_count:
-  description: Number of GPUs listed by C(nvidia-smi).
+  description: Number of GPUs listed by C(nvidia-smi -q -x).
   returned: always
   type: int
   sample: 8
@@ -68,36 +71,83 @@ reason:
   returned: always
   type: str
   sample: "Failed to initialize NVML: Driver/library version mismatch"
+unknown:
+  description:
+    - What could not be read for sure, one line each. The values concerned are null; null never means zero, none or disabled.
+    - Empty when everything was read.
+  returned: always
+  type: list
+  elements: str
+  sample: ["GPU 0 (00000000:1A:00.0): uncorrectable ECC count (ECC is enabled)"]
+ecc_problems:
+  description:
+    - One line per GPU that has uncorrectable ECC errors (volatile or aggregate, in any counter layout), naming the GPU and the counts,
+      and per GPU whose ECC is enabled but whose uncorrectable count cannot be read.
+    - Empty when every GPU is known to be free of uncorrectable errors or has ECC disabled or unsupported.
+  returned: always
+  type: list
+  elements: str
+  sample: ["GPU 1 (00000000:2A:00.0, GPU-0a1b2c3d-1111-2222-3333-444455557777) has uncorrectable ECC errors: 3 volatile"]
+mig_enabled:
+  description: RV(gpus[].index) of the GPUs whose MIG mode is enabled now or pending (enabled after the next GPU reset).
+  returned: always
+  type: list
+  elements: int
+  sample: [0, 1]
 gpus:
-  description: One entry per GPU.
+  description: One entry per GPU, in nvidia-smi's order. Every value nvidia-smi prints as C(N/A) (or not at all) is null.
   returned: always
   type: list
   elements: dict
   contains:
     index:
-      description: GPU index (minor number).
+      description:
+        - nvidia-smi's index of the GPU, its enumeration order, as in C(nvidia-smi -L), C(--query-gpu=index) and C(nvidia-smi -i N).
+        - Not the minor number (see RV(gpus[].minor_number)); on multi-GPU servers the two often differ.
+        - Null when nvidia-smi listed fewer GPUs than RV(nvidia_smi.attached_gpus) (positions are then not indexes).
       type: int
+      sample: 0
+    minor_number:
+      description: The device node number N of C(/dev/nvidiaN). Null when nvidia-smi prints N/A (vGPU guests, Windows).
+      type: int
+      sample: 3
     name:
-      description: Product name.
+      description: Product name exactly as nvidia-smi prints it (C(NVIDIA H100 80GB HBM3), C(Tesla P100-PCIE-16GB), C(GRID P4-1Q)).
       type: str
       sample: NVIDIA H100 80GB HBM3
+    brand:
+      description: Product brand (C(NVIDIA), C(Tesla), C(GeForce), C(NVIDIA RTX Virtual Workstation) ...).
+      type: str
     uuid:
       description: GPU UUID.
       type: str
     pci_bus_id:
-      description: PCI bus id.
+      description: PCI bus id as nvidia-smi prints it (C(00000000:18:00.0)).
       type: str
+    pci_device_id:
+      description: PCI device id in lower-case hex without the vendor (C(2330) for an H100 SXM5); null when not printed.
+      type: str
+      sample: "2330"
     serial:
       description: Board serial number.
       type: str
     architecture:
-      description: Product architecture.
+      description:
+        - GPU architecture (C(Maxwell), C(Pascal), C(Volta), C(Turing), C(Ampere), C(Ada Lovelace), C(Hopper), C(Blackwell)).
+        - Drivers up to 470 print none; it then comes from the PCI device id table of the collection. Null when neither knows it.
+      type: str
+      sample: Hopper
+    architecture_source:
+      description: Where RV(gpus[].architecture) came from, V(nvidia-smi) or V(pci_device_id); null when unknown.
       type: str
     vbios_version:
       description: VBIOS version.
       type: str
     persistence_mode:
-      description: C(Enabled) or C(Disabled).
+      description: C(Enabled) or C(Disabled); null where not applicable (vGPU guests, Windows).
+      type: str
+    virtualization_mode:
+      description: C(None) (bare metal), C(Pass-Through), C(VGPU) (a vGPU guest), C(Host VGPU); null when not printed.
       type: str
     memory_total_mib:
       description: Framebuffer memory in MiB.
@@ -106,11 +156,36 @@ gpus:
       description: Framebuffer memory in use in MiB.
       type: int
     ecc_mode:
-      description: Current ECC mode.
+      description: Current ECC mode, C(Enabled) or C(Disabled); null when the GPU has no ECC (consumer boards) or it is not printed.
+      type: str
+    ecc_pending_mode:
+      description: ECC mode after the next reboot.
       type: str
     ecc_errors:
-      description: Corrected and uncorrected ECC error counts, C(volatile) (since the driver loaded) and C(aggregate) (lifetime).
+      description:
+        - C(volatile) (since the driver was loaded) and C(aggregate) (lifetime) counts, each with C(corrected) and C(uncorrected).
+        - A count is the sum of every readable counter of its kind, whatever the layout (C(sram_uncorrectable_parity) +
+          C(sram_uncorrectable_secded) + C(dram_uncorrectable) from drivers 570 on, C(sram_uncorrectable) + C(dram_uncorrectable)
+          before, C(single_bit/total) and C(double_bit/total) on Pascal and older boards).
+        - Null when no counter of that kind could be read (ECC disabled or unsupported, or N/A).
       type: dict
+      sample: {"volatile": {"corrected": 0, "uncorrected": 0}, "aggregate": {"corrected": 3, "uncorrected": 0}}
+    mig:
+      description: Multi-Instance GPU state.
+      type: dict
+      contains:
+        current:
+          description: C(Enabled) or C(Disabled) now; null on GPUs without MIG.
+          type: str
+        pending:
+          description: The mode after the next GPU reset or reboot; differs from C(current) while a change is pending.
+          type: str
+        devices:
+          description:
+            - The MIG devices, each with C(index), C(gpu_instance_id), C(compute_instance_id), C(multiprocessor_count) and
+              C(memory_total_mib). Empty when MIG is disabled or no instance was created.
+          type: list
+          elements: dict
 driver:
   description: The driver version as installed, loaded and reported.
   returned: always
@@ -161,6 +236,13 @@ nvidia_smi:
     message:
       description: The tool's own message when it failed.
       type: str
+    dtd:
+      description: Version of the XML layout nvidia-smi used (V(v12), V(v13) from drivers 580 on ...), null when not printed.
+      type: str
+      sample: v13
+    attached_gpus:
+      description: The number of GPUs nvidia-smi says are attached (C(<attached_gpus>)); null when not printed.
+      type: int
 packages:
   description: Installed NVIDIA and CUDA packages with their full versions.
   returned: always
@@ -197,36 +279,51 @@ fabric_manager:
       description: C(systemctl is-active) of nvidia-fabricmanager.service.
       type: str
 processes:
-  description: Compute processes running on the GPUs.
+  description:
+    - Every process nvidia-smi lists on the GPUs, compute and graphics alike (see RV(processes[].type)); a process that uses
+      two GPUs is listed once per GPU.
+    - Empty when no nvidia module is loaded (nothing can use a GPU). Null when nvidia-smi cannot tell (unknown, never "none").
   returned: always
   type: list
   elements: dict
   contains:
     pid:
-      description: Process id.
+      description: Process id (in the host's PID namespace).
       type: int
     name:
-      description: Process name.
+      description: Process name or command line; null when nvidia-smi cannot see it (empty, C([Not Found]), C([Insufficient Permissions])).
       type: str
     type:
-      description: C(C) compute, C(G) graphics, C(C+G) both.
+      description: C(C) compute, C(G) graphics (Xorg, desktop shells; not listed by C(--query-compute-apps)), C(C+G) both.
       type: str
     used_memory_mib:
-      description: GPU memory used by the process.
+      description: GPU memory used by the process; null when nvidia-smi cannot tell (C(N/A) on Windows WDDM, vGPU, MIG).
       type: int
     gpu_uuid:
       description: UUID of the GPU it runs on.
       type: str
+    gpu_index:
+      description: RV(gpus[].index) of that GPU.
+      type: int
+    gpu_instance_id:
+      description: MIG GPU instance it runs in; null without MIG.
+      type: int
+    compute_instance_id:
+      description: MIG compute instance it runs in; null without MIG.
+      type: int
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import gather
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import GpuInfoError, gather
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    result = gather(module)
+    try:
+        result = gather(module)
+    except GpuInfoError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)
 
 

@@ -22,10 +22,15 @@ description:
     driver can run every installed CUDA toolkit (minimum-driver table) and that it supports the GPUs present.
   - Refuses to proceed while GPU compute processes run, unless O(stop_services) names the services that run them;
     those are stopped first and started again once the new driver is loaded.
+  - Refuses as well when it cannot tell for sure whether GPU processes run (nvidia-smi fails, or prints a process list
+    that cannot be read), unless O(stop_services) names what to stop; the message says what could not be read.
+    A process list is read with the free-text process name last, so names with commas and spaces are read whole.
   - After the package change it unloads and reloads the kernel modules when nothing holds them; otherwise it
     reports RV(reboot_required=true).
   - Records the previous version and its exact packages under O(state_dir), so that O(state=previous) rolls back
     in one call.
+  - Keeps the MIG layout of MIG-enabled GPUs across the change (see RV(mig)); after a reboot, run the module again
+    with the same arguments to re-create it (the onprem_ai.maintenance.gpu_stack role does).
 author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
@@ -90,8 +95,8 @@ options:
     default: []
   stop_timeout:
     description:
-      - Seconds to wait for the GPU processes to end after stopping O(stop_services).
-    type: int
+      - Seconds to wait for the GPU processes to end after stopping O(stop_services), 0 to 86400.
+    type: float
     default: 120
   reload:
     description:
@@ -107,6 +112,14 @@ options:
   minor_version_compatibility:
     description:
       - Accept a driver that runs the installed CUDA toolkits only through CUDA minor-version compatibility.
+    type: bool
+    default: false
+  allow_unknown_gpu:
+    description:
+      - The preflight refuses a GPU whose architecture is not known (drivers up to 470 do not print it and its PCI device id
+        is not in the collection's table), or GPUs that cannot be listed at all, because it cannot tell whether the target
+        branch supports them. With V(true) it goes ahead with a warning.
+      - Not needed with O(state=previous), which goes back to a driver that ran on these GPUs.
     type: bool
     default: false
   update_cache:
@@ -184,6 +197,28 @@ services:
   returned: always
   type: dict
   sample: {"stopped": ["vllm.service"], "started": ["vllm.service"]}
+mig:
+  description:
+    - MIG layouts kept across the change. Before changing anything the module records the MIG mode and the GPU and compute
+      instances (profile and placement) of every MIG-enabled GPU, keeps the record in O(state_dir), re-creates them once the
+      new driver is loaded (after the reload, or by the next run after the reboot) and verifies that they are equal.
+    - It refuses to change anything when the MIG state cannot be read (unless O(allow_unknown_gpu)), and fails (the record
+      kept for the next run) when the layout cannot be re-created.
+  returned: always
+  type: dict
+  contains:
+    recorded:
+      description: The recorded layout per GPU index, e.g. C(3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb]); empty without MIG.
+      type: dict
+    restored:
+      description: The layout was re-created and verified in this run.
+      type: bool
+    restore_pending:
+      description: The layout is recorded and waits for the new driver to be loaded (run the module again after the reboot).
+      type: bool
+    message:
+      description: What was done per GPU, or what differs.
+      type: str
 held:
   description: NVIDIA stack packages on hold at the end.
   returned: always
@@ -236,10 +271,11 @@ def main():
             fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
             hold=dict(type='bool', default=True),
             stop_services=dict(type='list', elements='str', default=[]),
-            stop_timeout=dict(type='int', default=120),
+            stop_timeout=dict(type='float', default=120),
             reload=dict(type='bool', default=True),
             check_kernel_headers=dict(type='bool', default=True),
             minor_version_compatibility=dict(type='bool', default=False),
+            allow_unknown_gpu=dict(type='bool', default=False),
             update_cache=dict(type='bool', default=False),
             state_dir=dict(type='path', default='/var/lib/onprem_ai'),
         ),
@@ -247,15 +283,20 @@ def main():
         supports_check_mode=True,
     )
     params = dict(module.params)
+    if not 0 <= params['stop_timeout'] <= 86400:  # also false for NaN
+        module.fail_json(msg='stop_timeout must be a number of seconds from 0 to 86400, got %r' % (params['stop_timeout'],))
     params['fabricmanager'] = {'install': 'present', 'skip': 'absent'}.get(params['fabricmanager'], 'auto')
     manager = DriverManager(module, Host(module, pkg.backend(module)), params,
                             {'distribution': get_distribution(), 'distribution_version': get_distribution_version()})
     try:
         result = manager.run()
-    except (DriverError, pkg.PackageError) as exc:
+    except (DriverError, pkg.PackageError, pkg.PackageQueryError) as exc:
         for warning in manager.warnings:
             module.warn(warning)
-        module.fail_json(msg=str(exc))
+        prefix = 'Cannot read the package database: ' if isinstance(exc, pkg.PackageQueryError) else ''
+        partial = dict(getattr(exc, 'result', None) or {})
+        partial.pop('warnings', None)
+        module.fail_json(msg=prefix + str(exc), **partial)
     diff = result.pop('diff')
     warnings = result.pop('warnings')
     for warning in warnings:

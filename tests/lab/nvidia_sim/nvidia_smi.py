@@ -8,11 +8,20 @@
 #
 #   /etc/nvidia-sim/gpus.json          simulated hardware (list of GPU objects)
 #   /sys/module/nvidia/version         the loaded kernel module (written by the simulated modprobe)
-#   /run/nvidia-sim/procs/<pid>.json   simulated GPU compute processes (see gpu_proc.py)
+#   /run/nvidia-sim/procs/<pid>.json   simulated GPU processes (see gpu_proc.py; type C, G or C+G)
+#   /etc/nvidia-sim/faults.json        fault injection (broken driver versions, uncorrectable ECC counts)
+#   /sys/module/nvidia/nvidia-sim-mig.json  MIG GPU/compute instances; lives in the loaded module's
+#                                      directory, so that a module reload or a reboot loses them (as on
+#                                      real GPUs) while the MIG mode (gpus.json "mig_mode") persists
+#
+# Output shapes follow the real tool per node profile (gpus.json keys, see README): XML DTD v12 or
+# v13, ECC counters split (570+), unsplit (older) or nested single_bit/double_bit (Pascal/Volta),
+# minor numbers that differ from the index, MIG devices, graphics and compute processes.
 #
 # Every path is re-rooted under $NVIDIA_SIM_ROOT when that is set (unit tests); /proc is not.
 """Simulated nvidia-smi (onprem_ai lab)."""
 
+import hashlib
 import json
 import os
 import sys
@@ -33,10 +42,24 @@ MSG_NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the
 MSG_INVALID = "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help."
 NA = "N/A"
 
+MIG_CAPABLE = ("A100", "A30", "H100", "H200", "H800", "H20", "GH200", "B200")
+# PCI device ids the simulated GPUs report (pci.ids); unknown names get none.
+PCI_ID_BY_NAME = (("H100 80GB HBM3", "2330"), ("H100 PCIe", "2331"), ("A100-SXM4-80GB", "20b2"), ("A100-SXM4-40GB", "20b0"),
+                  ("V100-SXM2-32GB", "1db5"), ("V100-SXM2-16GB", "1db1"), ("Tesla T4", "1eb8"), ("L40", "26b5"), ("M10", "13bd"),
+                  ("P100-PCIE-16GB", "15f8"))
+# MIG profiles of the 80 GB A100/H100 (id, name, slices, memory MiB, SMs): GPU instance profiles and the full compute
+# instance profile id of each size (1c=0, 2c=1, 3c=2, 4c=3, 7c=4).
+MIG_PROFILES = {19: ("1g.10gb", 1, 9856, 16), 14: ("2g.20gb", 2, 19968, 32), 9: ("3g.40gb", 4, 40192, 60),
+                5: ("4g.40gb", 4, 40192, 64), 0: ("7g.80gb", 8, 80384, 132)}
+MIG_CI_PROFILE = {1: 0, 2: 1, 4: 2, 8: 4}
+MIG_SLICES = 8
+
 ARCH_BY_NAME = (("GH200", "Hopper"), ("H100", "Hopper"), ("H200", "Hopper"), ("H800", "Hopper"), ("H20", "Hopper"),
                 ("B200", "Blackwell"), ("B100", "Blackwell"), ("A100", "Ampere"), ("A800", "Ampere"), ("A30", "Ampere"),
-                ("A10", "Ampere"), ("L40", "Ada Lovelace"), ("L4", "Ada Lovelace"), ("V100", "Volta"), ("T4", "Turing"))
-COMPUTE_CAP = {"Hopper": "9.0", "Blackwell": "10.0", "Ampere": "8.0", "Ada Lovelace": "8.9", "Volta": "7.0", "Turing": "7.5"}
+                ("A10", "Ampere"), ("L40", "Ada Lovelace"), ("L4", "Ada Lovelace"), ("V100", "Volta"), ("T4", "Turing"), ("P100", "Pascal"),
+                ("M10", "Maxwell"))
+COMPUTE_CAP = {"Hopper": "9.0", "Blackwell": "10.0", "Ampere": "8.0", "Ada Lovelace": "8.9", "Volta": "7.0", "Turing": "7.5",
+               "Pascal": "6.0", "Maxwell": "5.0"}
 
 
 class SmiError(Exception):
@@ -73,10 +96,16 @@ def loaded_driver_version():
     return read_text(sim_path("/sys/module/nvidia/version")) or None
 
 
+def driver_tuple():
+    """(570, 133, 20) of the baked driver version."""
+    return tuple(int(p) for p in DRIVER_VERSION.split(".") if p.isdigit())
+
+
 def load_gpus():
-    """The simulated GPUs, with defaults filled in."""
+    """The simulated GPUs, with defaults filled in (node profile keys: see README)."""
     text = read_text(sim_path("/etc/nvidia-sim/gpus.json"))
     raw = json.loads(text) if text else []
+    faults = read_faults()
     gpus = []
     for index, item in enumerate(raw or []):
         gpu = dict(item)
@@ -92,12 +121,29 @@ def load_gpus():
         gpu.setdefault("power_limit_w", 700)
         gpu.setdefault("temperature_c", 34)
         gpu.setdefault("memory_reserved_mib", 0)
+        gpu.setdefault("minor_number", index)
+        gpu.setdefault("pci_device_id", next((i for key, i in PCI_ID_BY_NAME if key in gpu["name"]), None))
+        gpu.setdefault("mig_mode", "Disabled" if any(key in gpu["name"] for key in MIG_CAPABLE) else NA)
+        gpu.setdefault("ecc_mode", "Enabled")
+        gpu.setdefault("print_architecture", driver_tuple() >= (470,))
+        if not gpu.get("ecc_layout"):
+            if arch in ("Pascal", "Volta", "Maxwell"):
+                gpu["ecc_layout"] = "nested"
+            else:
+                gpu["ecc_layout"] = "split" if driver_tuple() >= (570,) else "unsplit"
         ecc = {"volatile_correctable": 0, "volatile_uncorrectable": 0, "aggregate_correctable": 0, "aggregate_uncorrectable": 0}
         ecc.update(gpu.get("ecc_errors") or {})
+        ecc.update((faults.get("ecc_errors") or {}).get(str(index)) or {})
         gpu["ecc_errors"] = ecc
         gpu["procs"] = []
         gpus.append(gpu)
     return gpus
+
+
+def document_dtd(gpus):
+    """'v12' or 'v13': the node profile's "dtd" (first GPU), else v13 from driver 580 on."""
+    dtd = gpus[0].get("dtd") if gpus else None
+    return dtd or ("v13" if driver_tuple() >= (580,) else "v12")
 
 
 def load_procs(gpus):
@@ -126,6 +172,7 @@ def load_procs(gpus):
         for index in proc.get("gpus", []):
             if 0 <= int(index) < len(gpus):
                 gpus[int(index)]["procs"].append({"pid": pid, "name": str(proc.get("name", "python3")),
+                                                  "type": str(proc.get("type", "C")),
                                                   "used_memory_mib": int(proc.get("used_memory_mib", 0))})
     for gpu in gpus:
         gpu["procs"].sort(key=lambda p: p["pid"])
@@ -150,18 +197,201 @@ def init_nvml():
     if DRIVER_VERSION in broken_driver_versions():
         raise SmiError("Unable to determine the device handle for GPU %s: Unknown Error" % gpus[0]["pci_bus_id"], RC_GPU_LOST)
     load_procs(gpus)
+    mig = load_mig()
+    for gpu in gpus:
+        gpu["mig"] = mig.get(str(gpu["index"]), []) if gpu["mig_mode"] == "Enabled" else []
     return gpus
+
+
+def read_faults():
+    """Lab fault injection (/etc/nvidia-sim/faults.json), {} when none or unreadable."""
+    text = read_text(sim_path("/etc/nvidia-sim/faults.json"))
+    if not text:
+        return {}
+    try:
+        faults = json.loads(text)
+    except ValueError:
+        return {}
+    return faults if isinstance(faults, dict) else {}
 
 
 def broken_driver_versions():
     """Lab fault injection: driver versions that fail on this node's GPUs (/etc/nvidia-sim/faults.json)."""
-    text = read_text(sim_path("/etc/nvidia-sim/faults.json"))
-    if not text:
-        return []
     try:
-        return list(json.loads(text).get("broken_driver_versions", []))
-    except (ValueError, AttributeError):
+        return list(read_faults().get("broken_driver_versions", []))
+    except TypeError:
         return []
+
+
+# ---------------------------------------------------------------- MIG (instances live while the module is loaded)
+def mig_state_path():
+    """Where the MIG instances are kept: in the loaded module's directory."""
+    return sim_path("/sys/module/nvidia/nvidia-sim-mig.json")
+
+
+def load_mig():
+    """{gpu index (str): [GPU instance {"gi_id", "profile_id", "start", "compute": [{"ci_id", "profile_id"}]}]}."""
+    text = read_text(mig_state_path())
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
+
+
+def save_mig(state):
+    """Write the MIG instances atomically."""
+    path = mig_state_path()
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(tmp, path)
+
+
+def set_mig_mode(gpus, ids, value):
+    """-mig 0|1: change the persistent MIG mode in gpus.json (no GPU reset needed in the simulation)."""
+    mode = {"1": "Enabled", "0": "Disabled", "ENABLED": "Enabled", "DISABLED": "Disabled"}.get(str(value).upper())
+    if mode is None:
+        raise SmiError(MSG_INVALID, RC_INVALID_ARG)
+    path = sim_path("/etc/nvidia-sim/gpus.json")
+    with open(path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    lines = []
+    for gpu in select_gpus(gpus, ids):
+        if gpu["mig_mode"] == NA:
+            lines.append("Unable to enable MIG Mode for GPU %s: Not Supported" % gpu["pci_bus_id"])
+            continue
+        if mode == "Disabled" and load_mig().get(str(gpu["index"])):
+            raise SmiError("Unable to disable MIG Mode for GPU %s: In use by another client" % gpu["pci_bus_id"], 15)
+        raw[gpu["index"]]["mig_mode"] = mode
+        lines.append("%s MIG mode for GPU %s" % (mode, gpu["pci_bus_id"]))
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(raw, handle)
+    os.replace(tmp, path)
+    lines.append("All done.")
+    return lines
+
+
+def mig_gpus(gpus, ids):
+    """The selected GPUs that have MIG enabled (error when none)."""
+    chosen = [g for g in select_gpus(gpus, ids) if g["mig_mode"] == "Enabled"]
+    if not chosen:
+        raise SmiError("No MIG-enabled devices found.", RC_NO_DEVICES)
+    return chosen
+
+
+def mig_table(title, header, rows):
+    """A box table as `nvidia-smi mig -lgi/-lci` prints it."""
+    width = max([len(h) for h in header] + [len(r) for r in rows] + [len(title)]) + 2
+    border = "+" + "-" * width + "+"
+    lines = [border, "| " + title.ljust(width - 1) + "|"]
+    lines += ["| " + h.ljust(width - 1) + "|" for h in header]
+    lines.append("|" + "=" * width + "|")
+    for row in rows:
+        lines.append("| " + row.ljust(width - 1) + "|")
+        lines.append(border)
+    return lines
+
+
+def mig_command(argv, gpus):
+    """nvidia-smi mig [-i N] -lgi | -lci | -cgi P[:S][,...] [-C] | -gi G -cci P[,...] | -dci [-gi G] | -dgi [-gi G]."""
+    args = list(argv)
+    ids, gi_filter, action, value, default_ci = None, None, None, None, False
+    while args:
+        arg = args.pop(0)
+        if arg in ("-i", "--id") and args:
+            ids = args.pop(0)
+        elif arg in ("-gi", "--gpu-instance-id") and args:
+            gi_filter = [int(v) for v in args.pop(0).split(",")]
+        elif arg in ("-lgi", "-lci", "-dci", "-dgi"):
+            action = arg
+        elif arg in ("-cgi", "-cci") and args:
+            action, value = arg, args.pop(0)
+        elif arg in ("-C", "--default-compute-instance"):
+            default_ci = True
+        else:
+            raise SmiError(MSG_INVALID, RC_INVALID_ARG)
+    if action is None:
+        raise SmiError(MSG_INVALID, RC_INVALID_ARG)
+    state = load_mig()
+    chosen = mig_gpus(gpus, ids)
+    lines = []
+    if action == "-lgi":
+        rows = []
+        for gpu in chosen:
+            for gi in sorted(state.get(str(gpu["index"]), []), key=lambda g: g["gi_id"]):
+                name, size = MIG_PROFILES[gi["profile_id"]][:2]
+                rows.append("%3d  MIG %-12s %4d %8d %10s  " % (gpu["index"], name, gi["profile_id"], gi["gi_id"], "%d:%d" % (gi["start"], size)))
+        if not rows:
+            raise SmiError("No GPU instances found: Not Found", RC_NO_DEVICES)
+        return mig_table("GPU instances:", ["GPU   Name             Profile  Instance   Placement ",
+                                            "                         ID       ID       Start:Size"], rows)
+    if action == "-lci":
+        rows = []
+        for gpu in chosen:
+            for gi in sorted(state.get(str(gpu["index"]), []), key=lambda g: g["gi_id"]):
+                if gi_filter and gi["gi_id"] not in gi_filter:
+                    continue
+                name, size = MIG_PROFILES[gi["profile_id"]][:2]
+                for ci in sorted(gi["compute"], key=lambda c: c["ci_id"]):
+                    values = (gpu["index"], gi["gi_id"], name, ci["profile_id"], ci["ci_id"], "0:%d" % size)
+                    rows.append("%3d %6d       MIG %-12s %4d %9d %10s  " % values)
+        if not rows:
+            raise SmiError("No compute instances found: Not Found", RC_NO_DEVICES)
+        return mig_table("Compute instances:", ["GPU     GPU       Name             Profile   Instance   Placement ",
+                                                "      Instance                       ID        ID       Start:Size",
+                                                "        ID                                                       "], rows)
+    for gpu in chosen:
+        instances = state.setdefault(str(gpu["index"]), [])
+        if action == "-cgi":
+            for spec in value.split(","):
+                profile, has_start, start = spec.partition(":")
+                profile = int(profile)
+                if profile not in MIG_PROFILES:
+                    raise SmiError("Unable to create a GPU instance on GPU %d using profile %d: Invalid Argument" % (gpu["index"], profile), RC_INVALID_ARG)
+                size = MIG_PROFILES[profile][1]
+                used = set(s for g in instances for s in range(g["start"], g["start"] + MIG_PROFILES[g["profile_id"]][1]))
+                starts = [int(start)] if has_start else list(range(0, MIG_SLICES, size))
+                start = next((s for s in starts if s % size == 0 and s + size <= MIG_SLICES and not used & set(range(s, s + size))), None)
+                if start is None:
+                    raise SmiError("Unable to create a GPU instance on GPU %d using profile %d: Insufficient Resources" % (gpu["index"], profile), 2)
+                gi_id = max([g["gi_id"] for g in instances] + [0]) + 1
+                instances.append({"gi_id": gi_id, "profile_id": profile, "start": start, "compute": []})
+                lines.append("Successfully created GPU instance ID %2d on GPU %d using profile MIG %s (ID %2d)"
+                             % (gi_id, gpu["index"], MIG_PROFILES[profile][0], profile))
+                if default_ci:
+                    instances[-1]["compute"].append({"ci_id": 0, "profile_id": MIG_CI_PROFILE[size]})
+                    lines.append("Successfully created compute instance ID  0 on GPU %d GPU instance ID %2d using profile MIG %s (ID %2d)"
+                                 % (gpu["index"], gi_id, MIG_PROFILES[profile][0], MIG_CI_PROFILE[size]))
+        elif action == "-cci":
+            for gi in instances:
+                if gi_filter and gi["gi_id"] not in gi_filter:
+                    continue
+                for profile in value.split(","):
+                    ci_id = max([c["ci_id"] for c in gi["compute"]] + [-1]) + 1
+                    gi["compute"].append({"ci_id": ci_id, "profile_id": int(profile)})
+                    lines.append("Successfully created compute instance ID %2d on GPU %d GPU instance ID %2d using profile MIG %s (ID %2d)"
+                                 % (ci_id, gpu["index"], gi["gi_id"], MIG_PROFILES[gi["profile_id"]][0], int(profile)))
+        elif action == "-dci":
+            for gi in instances:
+                if gi_filter and gi["gi_id"] not in gi_filter:
+                    continue
+                for ci in gi["compute"]:
+                    lines.append("Successfully destroyed compute instance ID %2d from GPU %d GPU instance ID %2d"
+                                 % (ci["ci_id"], gpu["index"], gi["gi_id"]))
+                gi["compute"] = []
+        elif action == "-dgi":
+            keep = []
+            for gi in instances:
+                if gi_filter and gi["gi_id"] not in gi_filter:
+                    keep.append(gi)
+                elif gi["compute"]:
+                    raise SmiError("Unable to destroy GPU instance ID %2d from GPU %d: In use by another client" % (gi["gi_id"], gpu["index"]), 15)
+                else:
+                    lines.append("Successfully destroyed GPU instance ID %2d from GPU %d" % (gi["gi_id"], gpu["index"]))
+            state[str(gpu["index"])] = keep
+    save_mig(state)
+    return lines
 
 
 def select_gpus(gpus, ids):
@@ -226,7 +456,8 @@ GPU_FIELDS = {
                                              lambda g: str(g["ecc_errors"]["aggregate_correctable"])),
     "ecc.errors.uncorrected.aggregate.total": ("ecc.errors.uncorrected.aggregate.total", None,
                                                lambda g: str(g["ecc_errors"]["aggregate_uncorrectable"])),
-    "mig.mode.current": ("mig.mode.current", None, lambda g: "Disabled"),
+    "mig.mode.current": ("mig.mode.current", None, lambda g: na(g["mig_mode"], csv=True)),
+    "mig.mode.pending": ("mig.mode.pending", None, lambda g: na(g["mig_mode"], csv=True)),
 }
 GPU_ALIASES = {"gpu_name": "name", "gpu_serial": "serial", "gpu_uuid": "uuid", "gpu_bus_id": "pci.bus_id",
                "vbios": "vbios_version", "persistence-mode": "persistence_mode", "ecc.mode": "ecc.mode.current"}
@@ -299,51 +530,111 @@ def query_apps(opts, gpus):
     lines = [] if noheader else [", ".join(f[0] for f in fields)]
     for gpu in select_gpus(gpus, opts["ids"]):
         for proc in gpu["procs"]:
+            if proc["type"] == "G":  # graphics-only processes are not compute apps
+                continue
             lines.append(", ".join(format_value(f[2](gpu, proc), f[1], nounits) for f in fields))
     return lines
 
 
+def mig_uuid(gpu, gi, ci):
+    """A stable MIG device UUID for a GPU/compute instance."""
+    digest = hashlib.md5(("%s/%d/%d" % (gpu["uuid"], gi["gi_id"], ci["ci_id"])).encode()).hexdigest()
+    return "MIG-%s-%s-%s-%s-%s" % (digest[:8], digest[8:12], digest[12:16], digest[16:20], digest[20:32])
+
+
 def list_gpus(opts, gpus):
-    """-L output lines."""
-    return ["GPU %d: %s (UUID: %s)" % (g["index"], g["name"], g["uuid"]) for g in select_gpus(gpus, opts["ids"])]
+    """-L output lines (MIG devices indented below their GPU)."""
+    lines = []
+    for gpu in select_gpus(gpus, opts["ids"]):
+        lines.append("GPU %d: %s (UUID: %s)" % (gpu["index"], gpu["name"], gpu["uuid"]))
+        number = 0
+        for gi in sorted(gpu["mig"], key=lambda g: g["gi_id"]):
+            for ci in sorted(gi["compute"], key=lambda c: c["ci_id"]):
+                lines.append("  MIG %-11s Device %2d: (UUID: %s)" % (MIG_PROFILES[gi["profile_id"]][0], number, mig_uuid(gpu, gi, ci)))
+                number += 1
+    return lines
 
 
-def gpu_tree(gpu):
-    """The per-GPU part of -q as (tag, value-or-children) pairs, in the real tool's order."""
+def ecc_tree(gpu, scope, dtd):
+    """The <volatile> or <aggregate> children in the GPU's ECC layout; N/A everywhere when ECC is off."""
     ecc = gpu["ecc_errors"]
+    enabled = gpu["ecc_mode"] == "Enabled"
+    corr = str(ecc["%s_correctable" % scope]) if enabled else NA
+    unc = str(ecc["%s_uncorrectable" % scope]) if enabled else NA
+    zero = "0" if enabled else NA
+    if gpu["ecc_layout"] == "nested":
+        parts = ("device_memory", "register_file", "l1_cache", "l2_cache", "texture_memory", "texture_shm", "cbu")
+        return [("single_bit", [(p, corr if p == "device_memory" else zero) for p in parts] + [("total", corr)]),
+                ("double_bit", [(p, unc if p == "device_memory" else zero) for p in parts] + [("total", unc)])]
+    if gpu["ecc_layout"] == "split":
+        items = [("sram_correctable", zero), ("sram_uncorrectable_parity", zero), ("sram_uncorrectable_secded", zero),
+                 ("dram_correctable", corr), ("dram_uncorrectable", unc)]
+    else:
+        items = [("sram_correctable", zero), ("sram_uncorrectable", zero), ("dram_correctable", corr), ("dram_uncorrectable", unc)]
+    if scope == "aggregate" and dtd == "v13":
+        items.append(("sram_threshold_exceeded", "No" if enabled else NA))
+    return items
+
+
+def mig_devices_tree(gpu):
+    """<mig_devices>: one <mig_device> per compute instance, or None."""
+    devices = []
+    number = 0
+    for gi in sorted(gpu["mig"], key=lambda g: g["gi_id"]):
+        name, size, memory, sms = MIG_PROFILES[gi["profile_id"]]
+        for ci in sorted(gi["compute"], key=lambda c: c["ci_id"]):
+            devices.append(("mig_device", [("index", str(number)), ("gpu_instance_id", str(gi["gi_id"])),
+                                           ("compute_instance_id", str(ci["ci_id"])),
+                                           ("device_attributes", [("shared", [("multiprocessor_count", str(sms))])]),
+                                           ("fb_memory_usage", [("total", mib(memory)), ("reserved", mib(0)), ("used", mib(0)),
+                                                                ("free", mib(memory))])]))
+            number += 1
+        del name, size
+    return devices or "None"
+
+
+def gpu_tree(gpu, dtd="v12"):
+    """The per-GPU part of -q as (tag, value-or-children) pairs, in the real tool's order and this node's layout."""
     domain, bus, devfn = gpu["pci_bus_id"].split(":")
-    procs = [("process_info", [("gpu_instance_id", NA), ("compute_instance_id", NA), ("pid", str(p["pid"])), ("type", "C"),
+    procs = [("process_info", [("gpu_instance_id", NA), ("compute_instance_id", NA), ("pid", str(p["pid"])), ("type", p["type"]),
                                ("process_name", p["name"]), ("used_memory", mib(p["used_memory_mib"]))]) for p in gpu["procs"]]
-    return [
-        ("product_name", gpu["name"]),
-        ("product_brand", "NVIDIA"),
-        ("product_architecture", gpu["architecture"]),
+    pci = [("pci_bus", bus), ("pci_device", devfn.split(".")[0]), ("pci_domain", domain[-4:])]
+    if gpu.get("pci_device_id"):
+        pci.append(("pci_device_id", "%s10DE" % gpu["pci_device_id"].upper()))
+    pci.append(("pci_bus_id", gpu["pci_bus_id"]))
+    if dtd == "v13":
+        power = [("power_state", "P0"), ("average_power_draw", watts(gpu["power_draw_w"])), ("instant_power_draw", watts(gpu["power_draw_w"])),
+                 ("current_power_limit", watts(gpu["power_limit_w"])), ("default_power_limit", watts(gpu["power_limit_w"]))]
+    else:
+        power = [("power_state", "P0"), ("power_draw", watts(gpu["power_draw_w"])),
+                 ("current_power_limit", watts(gpu["power_limit_w"])), ("default_power_limit", watts(gpu["power_limit_w"]))]
+    tree = [("product_name", gpu["name"]), ("product_brand", gpu.get("brand", "NVIDIA"))]
+    if gpu["print_architecture"]:
+        tree.append(("product_architecture", gpu["architecture"]))
+    minor = gpu["minor_number"]
+    tree += [
         ("display_mode", "Disabled"),
         ("display_active", "Disabled"),
         ("persistence_mode", gpu["persistence_mode"]),
-        ("mig_mode", [("current_mig", "Disabled"), ("pending_mig", "Disabled")]),
+        ("mig_mode", [("current_mig", gpu["mig_mode"]), ("pending_mig", gpu["mig_mode"])]),
+        ("mig_devices", mig_devices_tree(gpu)),
         ("serial", gpu["serial"]),
         ("uuid", gpu["uuid"]),
-        ("minor_number", str(gpu["index"])),
+        ("minor_number", NA if minor is None else str(minor)),
         ("vbios_version", gpu["vbios_version"]),
-        ("pci", [("pci_bus", bus), ("pci_device", devfn.split(".")[0]), ("pci_domain", domain[-4:]), ("pci_bus_id", gpu["pci_bus_id"])]),
+        ("pci", pci),
         ("fan_speed", NA),
         ("performance_state", "P0"),
         ("fb_memory_usage", [("total", mib(gpu["memory_total_mib"])), ("reserved", mib(gpu["memory_reserved_mib"])),
                              ("used", mib(gpu["memory_used_mib"])), ("free", mib(gpu["memory_free_mib"]))]),
         ("compute_mode", "Default"),
-        ("ecc_mode", [("current_ecc", "Enabled"), ("pending_ecc", "Enabled")]),
-        ("ecc_errors", [
-            ("volatile", [("sram_correctable", "0"), ("sram_uncorrectable", "0"),
-                          ("dram_correctable", str(ecc["volatile_correctable"])), ("dram_uncorrectable", str(ecc["volatile_uncorrectable"]))]),
-            ("aggregate", [("sram_correctable", "0"), ("sram_uncorrectable", "0"),
-                           ("dram_correctable", str(ecc["aggregate_correctable"])), ("dram_uncorrectable", str(ecc["aggregate_uncorrectable"]))]),
-        ]),
+        ("ecc_mode", [("current_ecc", gpu["ecc_mode"]), ("pending_ecc", gpu["ecc_mode"])]),
+        ("ecc_errors", [("volatile", ecc_tree(gpu, "volatile", dtd)), ("aggregate", ecc_tree(gpu, "aggregate", dtd))]),
         ("temperature", [("gpu_temp", "%s C" % gpu["temperature_c"])]),
-        ("gpu_power_readings", [("power_state", "P0"), ("power_draw", watts(gpu["power_draw_w"])),
-                                ("current_power_limit", watts(gpu["power_limit_w"])), ("default_power_limit", watts(gpu["power_limit_w"]))]),
+        ("gpu_power_readings", power),
         ("processes", procs),
     ]
+    return tree
 
 
 def xml_escape(text):
@@ -370,12 +661,13 @@ def xml_lines(items, depth):
 
 def query_xml(opts, gpus):
     """-q -x output lines."""
-    lines = ['<?xml version="1.0" ?>', '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">', "<nvidia_smi_log>"]
+    dtd = document_dtd(gpus)
+    lines = ['<?xml version="1.0" ?>', '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_%s.dtd">' % dtd, "<nvidia_smi_log>"]
     lines.extend(xml_lines([("timestamp", time.strftime("%a %b %e %H:%M:%S %Y")), ("driver_version", DRIVER_VERSION),
                             ("cuda_version", CUDA_VERSION), ("attached_gpus", str(len(gpus)))], 1))
     for gpu in select_gpus(gpus, opts["ids"]):
         lines.append('    <gpu id="%s">' % gpu["pci_bus_id"])
-        lines.extend(xml_lines(gpu_tree(gpu), 2))
+        lines.extend(xml_lines(gpu_tree(gpu, dtd), 2))
         lines.append("    </gpu>")
     lines.append("</nvidia_smi_log>")
     return lines
@@ -403,7 +695,7 @@ def query_text(opts, gpus):
              "%-42s: %d" % ("Attached GPUs", len(gpus))]
     for gpu in select_gpus(gpus, opts["ids"]):
         lines.append("GPU %s" % gpu["pci_bus_id"])
-        lines.extend(text_lines(gpu_tree(gpu), 1))
+        lines.extend(text_lines(gpu_tree(gpu, document_dtd(gpus)), 1))
         lines.append("")
     return lines
 
@@ -437,7 +729,7 @@ def table(opts, gpus):
         util = "%d%%" % (100 if gpu["procs"] else 0)
         lines.append("|" + cell(" N/A   %2dC    P0%24s " % (int(gpu["temperature_c"]), power), 41) + "|"
                      + cell("%23s " % memory, 24) + "|" + cell("%8s %12s " % (util, "Default"), 22) + "|")
-        lines.append("|" + " " * 41 + "|" + " " * 24 + "|" + cell("%21s " % "Disabled", 22) + "|")
+        lines.append("|" + " " * 41 + "|" + " " * 24 + "|" + cell("%21s " % gpu["mig_mode"], 22) + "|")
         lines.append(sep.replace("|", "+") if num == len(chosen) - 1 else sep)
     lines += [" " * 89, border,
               "| Processes:".ljust(90) + "|",
@@ -449,7 +741,8 @@ def table(opts, gpus):
         lines.append("|  No running processes found".ljust(90) + "|")
     for gpu, proc in procs:
         name = proc["name"] if len(proc["name"]) <= 35 else "..." + proc["name"][-32:]
-        lines.append("|" + cell("  %3d   N/A  N/A  %15d      C   %-35s%10s " % (gpu["index"], proc["pid"], name, "%dMiB" % proc["used_memory_mib"]), 89) + "|")
+        values = (gpu["index"], proc["pid"], proc["type"], name, "%dMiB" % proc["used_memory_mib"])
+        lines.append("|" + cell("  %3d   N/A  N/A  %15d  %5s   %-35s%10s " % values, 89) + "|")
     lines.append(border)
     return lines
 
@@ -472,6 +765,8 @@ nvidia-smi [OPTION1 [ARG1]] [OPTION2 [ARG2]] ...
     -q,   --query               Display GPU or Unit info.
     -x,   --xml-format          Produce XML output (with -q).
     -i,   --id=                 Target a specific GPU (index, UUID or PCI bus id).
+    -mig, --multi-instance-gpu= Enable or disable MIG mode: 0/DISABLED, 1/ENABLED.
+    mig -lgi | -lci | -cgi P[:S][,..] [-C] | -gi G -cci P[,..] | -dci | -dgi   MIG instances.
     --query-gpu=                Information about GPU (csv, with --format=).
     --query-compute-apps=       List of currently active compute processes (csv, with --format=).
     --format=                   csv[,noheader][,nounits]
@@ -480,7 +775,7 @@ nvidia-smi [OPTION1 [ARG1]] [OPTION2 [ARG2]] ...
 
 def parse_args(argv):  # pylint: disable=too-many-branches
     """Parse the supported options; anything else is an invalid combination (rc 2)."""
-    opts = {"mode": "table", "xml": False, "ids": None, "format": None, "query_gpu": None, "query_apps": None}
+    opts = {"mode": "table", "xml": False, "ids": None, "format": None, "query_gpu": None, "query_apps": None, "mig": None}
     modes = []
     args = list(argv)
     while args:
@@ -507,6 +802,13 @@ def parse_args(argv):  # pylint: disable=too-many-branches
             opts["ids"] = value
         elif arg.startswith("-i") and len(arg) > 2 and not has_value:
             opts["ids"] = arg[2:]
+        elif arg in ("-mig", "--multi-instance-gpu") or key == "--multi-instance-gpu" and has_value:
+            if not has_value:
+                if not args:
+                    raise SmiError(MSG_INVALID, RC_INVALID_ARG)
+                value = args.pop(0)
+            opts["mig"] = value
+            modes.append("set_mig")
         elif key in ("--query-gpu", "--query-compute-apps", "--format") and has_value:
             if not value:
                 raise SmiError(MSG_INVALID, RC_INVALID_ARG)
@@ -527,10 +829,14 @@ def parse_args(argv):  # pylint: disable=too-many-branches
 
 def run(argv):
     """Run nvidia-smi with argv; return (stdout lines, rc)."""
+    if list(argv[:1]) == ["mig"]:
+        return mig_command(argv[1:], init_nvml()), RC_OK
     opts = parse_args(argv)
     if opts["mode"] == "help":
         return [HELP % DRIVER_VERSION], RC_OK
     gpus = init_nvml()
+    if opts["mode"] == "set_mig":
+        return set_mig_mode(gpus, opts["ids"], opts["mig"]), RC_OK
     handlers = {"version": lambda o, g: version_lines(), "list": list_gpus, "query_gpu": query_gpu, "query_apps": query_apps,
                 "query": query_xml if opts["xml"] else query_text, "table": table}
     return handlers[opts["mode"]](opts, gpus), RC_OK

@@ -2,7 +2,8 @@
 # Unit tests of the SIMULATED NVIDIA tools of the onprem_ai lab (tests/lab/nvidia_sim/).
 # The programs run as subprocesses (python3 file.py args) with NVIDIA_SIM_ROOT pointing at a
 # temporary directory; outputs are checked against the real tool's messages, exit codes and
-# the hand-written reference outputs in fixtures/nvidia_smi/ (real shapes, made-up values).
+# the hand-written reference outputs in fixtures/nvidia_smi/ (real shapes, made-up values), and the
+# -q -x output per node profile against REAL captures (tests/unit/fixtures/nvidia_smi/, sources in its README).
 """Tests of the simulated nvidia-smi, modprobe, gpu_proc and repository builder."""
 
 import gzip
@@ -72,12 +73,12 @@ def smi(root, *args, script=None):
     return run_py(script or os.path.join(SIM, "nvidia_smi.py"), args, root)
 
 
-def register_proc(root, pid, gpus, mib, name="python3"):
+def register_proc(root, pid, gpus, mib, name="python3", proc_type="C"):
     """Write a registry file as gpu_proc.register() does."""
     directory = root / "run/nvidia-sim/procs"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ("%d.json" % pid)
-    path.write_text(json.dumps({"pid": pid, "name": name, "gpus": gpus, "used_memory_mib": mib}))
+    path.write_text(json.dumps({"pid": pid, "name": name, "gpus": gpus, "used_memory_mib": mib, "type": proc_type}))
     return path
 
 
@@ -286,19 +287,66 @@ def unit_shape(value):
     return re.sub(r"\d+", "N", value.strip())
 
 
-@pytest.mark.usefixtures("gpu_proc")
-def test_xml_paths_exist_in_reference(root):
-    reference = ET.parse(os.path.join(FIXTURES, "reference-h100x2-q-x.xml")).getroot()
-    ref_paths = element_paths(reference)
-    for log in (xml_of(root, "-q", "-x"), xml_of(root, "-q", "-x", "-i", "1")):
-        missing = element_paths(log) - ref_paths
-        assert not missing, "simulator emits element paths the real tool does not have: %s" % sorted(missing)
-    # the unit formats of the leaves match the reference (e.g. "N MiB", "N.N W", "N C")
-    sim = xml_of(root, "-q", "-x")
-    for path in ("gpu/fb_memory_usage/total", "gpu/fb_memory_usage/used", "gpu/fb_memory_usage/free", "gpu/fb_memory_usage/reserved",
-                 "gpu/temperature/gpu_temp", "gpu/gpu_power_readings/power_draw", "gpu/gpu_power_readings/current_power_limit",
-                 "gpu/processes/process_info/used_memory", "gpu/processes/process_info/pid", "gpu/minor_number", "attached_gpus"):
+REAL = os.path.join(os.path.dirname(os.path.dirname(HERE)), "unit", "fixtures", "nvidia_smi")
+REAL_XML = {"v12": ["telegraf-a100-sxm4-80gb-mig-535.54.03-v12.xml"],
+            "v13": ["telegraf-rtx-pro-6000-blackwell-590.44.01-v13.xml", "telegraf-rtx-4000-sff-ada-595.84-v13.xml",
+                    "telegraf-dual-rtx2080-590.44.01-v13.xml"],
+            "older": ["telegraf-grid-p4-1q-513.46-v11.xml", "netdata-tesla-p100-510.47.03-v11.xml", "nagios-tesla-m10-390.94-v9-gpu0.xml"]}
+
+
+def real_capture(name):
+    """A REAL nvidia-smi -q -x capture (tests/unit/fixtures/nvidia_smi/README.md names its source)."""
+    return ET.parse(os.path.join(REAL, name)).getroot()
+
+
+def real_paths(dtd):
+    """Element paths of the real captures of one layout. Elements whose only real captures are of another layout
+    (MIG devices: A100 v12; process_info: the v11/v9 captures; single_bit/double_bit: Pascal/Maxwell v11/v9) count
+    for both layouts: the DTDs keep those element names."""
+    paths = set()
+    for name in REAL_XML[dtd]:
+        paths |= element_paths(real_capture(name))
+    for name in REAL_XML["v12"] + REAL_XML["older"]:
+        paths |= set(p for p in element_paths(real_capture(name))
+                     if "/mig_devices/" in p or "/processes/" in p or "/single_bit" in p or "/double_bit" in p)
+    return paths
+
+
+PROFILE_GPUS = [
+    {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-3f6a2b1c-9d8e-4f70-8a1b-2c3d4e5f6a01", "pci_bus_id": "00000000:18:00.0",
+     "memory_total_mib": 81559, "minor_number": 1, "mig_mode": "Enabled"},
+    {"name": "Tesla V100-SXM2-32GB", "uuid": "GPU-3f6a2b1c-9d8e-4f70-8a1b-2c3d4e5f6a02", "pci_bus_id": "00000000:2A:00.0",
+     "memory_total_mib": 32768, "minor_number": 0},
+]
+
+
+@pytest.mark.parametrize("version,dtd", [("550.144.03", "v12"), ("590.44.01", "v13")])
+def test_xml_paths_exist_in_real_captures(tmp_path, version, dtd):
+    """The simulator's -q -x, per layout, uses only element paths that real captures of that layout have."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text(build_repo.bake_script("nvidia_smi.py", {"DRIVER_VERSION": version, "CUDA_VERSION": "12.4"}))
+    (tmp_path / "etc/nvidia-sim").mkdir(parents=True)
+    (tmp_path / "etc/nvidia-sim/gpus.json").write_text(json.dumps(PROFILE_GPUS))
+    load_module(tmp_path, version)
+    register_proc(tmp_path, os.getpid(), [0], 512, name="python3 -m vllm serve --model a,b")
+    assert smi(tmp_path, "mig", "-i", "0", "-cgi", "19,9", "-C", script=str(script)).returncode == 0
+    text = smi(tmp_path, "-q", "-x", script=str(script)).stdout
+    assert ('nvsmi_device_%s.dtd' % dtd) in text.splitlines()[1]
+    sim = ET.fromstring("\n".join(text.splitlines()[2:]))
+    missing = element_paths(sim) - real_paths(dtd)
+    assert not missing, "simulator emits element paths real %s captures do not have: %s" % (dtd, sorted(missing))
+    assert sim.find("gpu/mig_devices/mig_device") is not None
+    h100, v100 = sim.findall("gpu")
+    assert h100.find("ecc_errors/volatile/single_bit") is None
+    assert v100.findtext("ecc_errors/aggregate/double_bit/total") == "0"  # Pascal/Volta nest their counters
+    # value formats of the leaves as the real tool prints them
+    reference = real_capture(REAL_XML[dtd][0])
+    for path in ("gpu/fb_memory_usage/total", "gpu/fb_memory_usage/used", "gpu/minor_number", "gpu/temperature/gpu_temp",
+                 "gpu/gpu_power_readings/current_power_limit", "attached_gpus", "driver_version"):
         assert unit_shape(sim.findtext(path)) == unit_shape(reference.findtext(path)), path
+    power = "gpu/gpu_power_readings/instant_power_draw" if dtd == "v13" else "gpu/gpu_power_readings/power_draw"
+    assert unit_shape(sim.findtext(power)) == unit_shape(reference.findtext(power))
+    assert re.match(r"^[0-9A-F]{4}10DE$", sim.findtext("gpu/pci/pci_device_id"))
     assert [g.tag for g in sim][:4] == [g.tag for g in reference][:4]
 
 
@@ -364,7 +412,7 @@ def test_query_compute_apps_none(root):
 
 def test_gpu_proc_registers_and_unregisters(root, gpu_proc):
     path = root / "run/nvidia-sim/procs" / ("%d.json" % gpu_proc.pid)
-    assert json.loads(path.read_text()) == {"pid": gpu_proc.pid, "name": "vllm-worker", "gpus": [0], "used_memory_mib": 20480}
+    assert json.loads(path.read_text()) == {"pid": gpu_proc.pid, "name": "vllm-worker", "gpus": [0], "used_memory_mib": 20480, "type": "C"}
     gpu_proc.send_signal(signal.SIGTERM)
     assert gpu_proc.wait(timeout=10) == 0
     assert not path.exists()
@@ -375,7 +423,7 @@ def test_gpu_proc_helpers(root, monkeypatch):
     import gpu_proc  # pylint: disable=import-outside-toplevel,import-error
     path = gpu_proc.register([0, 1], 1024, name="server")
     with open(path, encoding="utf-8") as handle:
-        assert json.load(handle) == {"pid": os.getpid(), "name": "server", "gpus": [0, 1], "used_memory_mib": 1024}
+        assert json.load(handle) == {"pid": os.getpid(), "name": "server", "gpus": [0, 1], "used_memory_mib": 1024, "type": "C"}
     assert path == str(root / "run/nvidia-sim/procs" / ("%d.json" % os.getpid()))
     gpu_proc.unregister()
     assert not os.path.exists(path)
@@ -614,3 +662,99 @@ def test_build_repo(tmp_path):  # pylint: disable=too-many-locals,too-many-state
 def test_build_repo_usage_error():
     result = subprocess.run([PYTHON, os.path.join(SIM, "build_repo.py")], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+# ---------------------------------------------------------------- node profiles (shapes of real machines)
+
+def profile_root(tmp_path, gpus, version=V570):
+    """A simulation root with these gpus.json entries and the module of version loaded."""
+    (tmp_path / "etc/nvidia-sim").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "etc/nvidia-sim/gpus.json").write_text(json.dumps(gpus))
+    load_module(tmp_path, version)
+    return tmp_path
+
+
+def parse_with_collection(text):
+    """The collection's own parser (module_utils) on the simulator's output."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "build", "collections"))
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia  # pylint: disable=import-outside-toplevel,import-error
+    return _nvidia.parse_smi_xml(text)
+
+
+def test_profile_minor_numbers_differ_from_index(tmp_path):
+    root = profile_root(tmp_path, PROFILE_GPUS)
+    log = xml_of(root, "-q", "-x")
+    assert [g.findtext("minor_number") for g in log.findall("gpu")] == ["1", "0"]
+    assert smi(root, "--query-gpu=index,pci.bus_id", "--format=csv,noheader").stdout == "0, 00000000:18:00.0\n1, 00000000:2A:00.0\n"
+    data = parse_with_collection(smi(root, "-q", "-x").stdout)
+    assert [(g["index"], g["minor_number"]) for g in data["gpus"]] == [(0, 1), (1, 0)]
+
+
+def test_profile_old_driver_prints_no_architecture(tmp_path):
+    gpus = [dict(PROFILE_GPUS[1], print_architecture=False)]
+    root = profile_root(tmp_path, gpus)
+    log = xml_of(root, "-q", "-x")
+    assert log.find("gpu/product_architecture") is None and log.findtext("gpu/pci/pci_device_id") == "1DB510DE"
+    gpu = parse_with_collection(smi(root, "-q", "-x").stdout)["gpus"][0]
+    assert (gpu["architecture"], gpu["architecture_source"]) == ("Volta", "pci_device_id")
+
+
+@pytest.mark.parametrize("layout,tags", [("split", ["sram_uncorrectable_parity", "sram_uncorrectable_secded"]),
+                                         ("unsplit", ["sram_uncorrectable"]), ("nested", ["single_bit", "double_bit"])])
+def test_profile_ecc_layouts_and_uncorrectable_fault(tmp_path, layout, tags):
+    root = profile_root(tmp_path, [dict(PROFILE_GPUS[0], ecc_layout=layout, mig_mode="Disabled")])
+    (root / "etc/nvidia-sim/faults.json").write_text(json.dumps({"ecc_errors": {"0": {"volatile_uncorrectable": 3, "aggregate_uncorrectable": 5}}}))
+    text = smi(root, "-q", "-x").stdout
+    for tag in tags:
+        assert "<%s>" % tag in text
+    gpu = parse_with_collection(text)["gpus"][0]
+    assert gpu["ecc_errors"]["volatile"]["uncorrected"] == 3 and gpu["ecc_errors"]["aggregate"]["uncorrected"] == 5
+    assert smi(root, "--query-gpu=ecc.errors.uncorrected.volatile.total", "--format=csv,noheader").stdout == "3\n"
+
+
+def test_profile_v13_layout_from_gpus_json(tmp_path):
+    root = profile_root(tmp_path, [dict(PROFILE_GPUS[0], dtd="v13")])
+    text = smi(root, "-q", "-x").stdout
+    assert "nvsmi_device_v13.dtd" in text and "<instant_power_draw>" in text and "<sram_threshold_exceeded>" in text
+
+
+def test_profile_graphics_and_comma_named_processes(tmp_path):
+    root = profile_root(tmp_path, PROFILE_GPUS)
+    register_proc(root, os.getpid(), [0], 1024, name="python3 -m vllm.entrypoints.openai.api_server --model a,b --tp 2")
+    register_proc(root, os.getppid(), [1], 64, name="/usr/lib/xorg/Xorg", proc_type="G")
+    apps = smi(root, "--query-compute-apps=gpu_uuid,pid,used_memory,process_name", "--format=csv,noheader,nounits").stdout
+    assert apps == "GPU-3f6a2b1c-9d8e-4f70-8a1b-2c3d4e5f6a01, %d, 1024, python3 -m vllm.entrypoints.openai.api_server --model a,b --tp 2\n" % os.getpid()
+    infos = xml_of(root, "-q", "-x").findall("gpu/processes/process_info")
+    assert sorted(i.findtext("type") for i in infos) == ["C", "G"]
+
+
+def test_mig_instances_live_while_the_module_is_loaded(tmp_path):
+    root = profile_root(tmp_path, PROFILE_GPUS)
+    assert smi(root, "mig", "-lgi").returncode == 6
+    created = smi(root, "mig", "-i", "0", "-cgi", "9:0,19:4", "-C")
+    assert created.returncode == 0 and "Successfully created GPU instance ID  2 on GPU 0 using profile MIG 1g.10gb (ID 19)" in created.stdout
+    assert smi(root, "mig", "-i", "0", "-cgi", "9:0").returncode != 0  # placement taken
+    lgi = smi(root, "mig", "-lgi").stdout
+    assert re.search(r"\|\s+0  MIG 3g\.40gb\s+9\s+1\s+0:4\s+\|", lgi) and re.search(r"\|\s+0  MIG 1g\.10gb\s+19\s+2\s+4:1\s+\|", lgi)
+    lci = smi(root, "mig", "-lci").stdout
+    assert re.search(r"\|\s+0\s+1\s+MIG 3g\.40gb\s+2\s+0\s+0:4\s+\|", lci)
+    log = xml_of(root, "-q", "-x")
+    assert log.findtext("gpu/mig_mode/current_mig") == "Enabled" and len(log.findall("gpu/mig_devices/mig_device")) == 2
+    assert "MIG 3g.40gb     Device  0:" in smi(root, "-L").stdout
+    # the collection's parsers read the simulator's tables
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "build", "collections"))
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia  # pylint: disable=import-outside-toplevel,import-error
+    layout = _nvidia.mig_layout(_nvidia.parse_mig_lgi(lgi), _nvidia.parse_mig_lci(lci))
+    assert _nvidia.describe_mig_layout(layout[0]) == "3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb]"
+    # a module unload (the directory goes) loses the instances, the mode stays
+    shutil.rmtree(root / "sys/module/nvidia")
+    load_module(root, V570)
+    assert smi(root, "mig", "-lgi").returncode == 6
+    assert xml_of(root, "-q", "-x").findtext("gpu/mig_mode/current_mig") == "Enabled"
+    # destroy, disable
+    smi(root, "mig", "-i", "0", "-cgi", "19", "-C")
+    assert smi(root, "-i", "0", "-mig", "0").returncode == 15
+    assert smi(root, "mig", "-i", "0", "-dci").returncode == 0 and smi(root, "mig", "-i", "0", "-dgi").returncode == 0
+    assert smi(root, "-i", "0", "-mig", "0").returncode == 0
+    assert xml_of(root, "-q", "-x").findtext("gpu/mig_mode/current_mig") == "Disabled"
+    assert smi(root, "-i", "1", "-mig", "1").stdout.startswith("Unable to enable MIG Mode")

@@ -20,8 +20,9 @@ def fixture(name):
         return handle.read()
 
 
-def test_parse_xml_two_h100():
-    data = nvidia.parse_smi_xml(fixture('h100x2-570-q-x.xml'))
+def test_parse_xml_handwritten_h100_pair():
+    """The hand-written reference (not a capture; see the fixtures README): values and structure."""
+    data = nvidia.parse_smi_xml(fixture('handwritten-h100x2-570.xml'))
     assert data['driver_version'] == '570.133.20'
     assert data['cuda_version'] == '12.8'
     assert data['attached_gpus'] == 2
@@ -33,11 +34,12 @@ def test_parse_xml_two_h100():
     assert first['memory_used_mib'] == 20993
     assert first['persistence_mode'] == 'Enabled'
     assert first['ecc_errors'] == {'volatile': {'corrected': 2, 'uncorrected': 0}, 'aggregate': {'corrected': 7, 'uncorrected': 1}}
-    assert second['index'] == 1
+    assert (second['index'], second['minor_number']) == (1, 1)
     # N/A counters are skipped, not counted as zero or crashing.
     assert second['ecc_errors']['aggregate'] == {'corrected': 0, 'uncorrected': 0}
     assert data['processes'] == [{'pid': 41234, 'name': '/usr/bin/python3', 'type': 'C', 'used_memory_mib': 20480,
-                                  'gpu_uuid': 'GPU-0a1b2c3d-1111-2222-3333-444455556666'}]
+                                  'gpu_uuid': 'GPU-0a1b2c3d-1111-2222-3333-444455556666', 'gpu_index': 0,
+                                  'gpu_instance_id': None, 'compute_instance_id': None}]
 
 
 @pytest.mark.parametrize('text', ['', '<oops', '<html></html>'])
@@ -84,8 +86,8 @@ def test_parse_csv_query():
     rows = nvidia.parse_csv_query('0, NVIDIA H100 80GB HBM3, 81559, [N/A]\n1, NVIDIA H100 80GB HBM3, 81559, 3\n',
                                   ['index', 'name', 'memory.total', 'ecc'])
     assert rows[0] == {'index': '0', 'name': 'NVIDIA H100 80GB HBM3', 'memory.total': '81559', 'ecc': None}
-    with pytest.raises(ValueError):
-        nvidia.parse_csv_query('0, a\n', ['index'])
+    with pytest.raises(nvidia.SmiUnreadable):
+        nvidia.parse_csv_query('0, a\n', ['index', 'name', 'memory'])
 
 
 def test_read_loaded_module_version(tmp_path):
@@ -152,13 +154,59 @@ def test_driver_runs_cuda(driver, cuda, minor, expected):
     assert nvidia.driver_runs_cuda(driver, cuda, minor) is expected
 
 
-@pytest.mark.parametrize('branch,arch,open_kernel,problem', [
-    ('570', 'Hopper', False, None),
-    ('550', 'Blackwell', False, 'older than the first branch supporting Blackwell'),
-    ('590', 'Volta', False, 'no longer supports Volta'),
-    ('570', 'Pascal', True, 'open kernel modules do not support Pascal'),
-    ('570', 'Unknown', False, None),
+@pytest.mark.parametrize('branch,arch,open_kernel,state,problem', [
+    ('570', 'Hopper', False, nvidia.GPU_SUPPORTED, None),
+    ('550', 'Blackwell', False, nvidia.GPU_UNSUPPORTED, 'older than the first branch supporting Blackwell'),
+    ('590', 'Volta', False, nvidia.GPU_UNSUPPORTED, 'no longer supports Volta'),
+    ('590', 'Maxwell', False, nvidia.GPU_UNSUPPORTED, 'no longer supports Maxwell'),
+    ('570', 'Pascal', True, nvidia.GPU_UNSUPPORTED, 'open kernel modules do not support Pascal'),
+    ('570', 'Kepler', False, nvidia.GPU_UNKNOWN, '"Kepler" is not in the support table'),
+    ('570', None, False, nvidia.GPU_UNKNOWN, 'is not known'),
 ])
-def test_branch_supports_gpu(branch, arch, open_kernel, problem):
-    reason = nvidia.branch_supports_gpu(branch, arch, open_kernel)
+def test_branch_gpu_support(branch, arch, open_kernel, state, problem):
+    got, reason = nvidia.branch_gpu_support(branch, arch, open_kernel)
+    assert got == state
     assert (reason is None) if problem is None else (problem in reason)
+
+
+# `nvidia-smi mig -lgi` / `-lci` in the layout NVIDIA's MIG user guide shows (no public capture of a whole table
+# was found; the -lci row is the one quoted in gpustack's nvidia-smi detector docstring).
+LGI = """+-------------------------------------------------------+
+| GPU instances:                                        |
+| GPU   Name             Profile  Instance   Placement  |
+|                          ID       ID       Start:Size |
+|=======================================================|
+|   0  MIG 3g.40gb          9        2          0:4     |
++-------------------------------------------------------+
+|   0  MIG 1g.10gb         19        9          4:1     |
++-------------------------------------------------------+
+|   1  MIG 7g.80gb          0        0          0:8     |
++-------------------------------------------------------+
+"""
+LCI = """+--------------------------------------------------------------------+
+| Compute instances:                                                 |
+| GPU     GPU       Name             Profile   Instance   Placement  |
+|       Instance                       ID        ID       Start:Size |
+|         ID                                                         |
+|====================================================================|
+|   0      2       MIG 3g.40gb          2         0          0:4     |
++--------------------------------------------------------------------+
+|   0      9       MIG 1g.10gb          0         0          0:1     |
++--------------------------------------------------------------------+
+"""
+
+
+def test_parse_mig_tables_and_layout():
+    lgi, lci = nvidia.parse_mig_lgi(LGI), nvidia.parse_mig_lci(LCI)
+    assert lgi[1] == {'gpu': 0, 'name': '1g.10gb', 'profile_id': 19, 'gi_id': 9, 'start': 4, 'size': 1}
+    assert lci[0] == {'gpu': 0, 'gi_id': 2, 'name': '3g.40gb', 'profile_id': 2, 'ci_id': 0, 'start': 0, 'size': 4}
+    layout = nvidia.mig_layout(lgi, lci)
+    assert nvidia.describe_mig_layout(layout[0]) == '3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb]'
+    assert nvidia.describe_mig_layout(layout[1]) == '7g.80gb@0 [no compute instance]'
+
+
+def test_mig_tables_none_and_unreadable():
+    assert nvidia.mig_none('No GPU instances found: Not Found') and nvidia.mig_none('No compute instances found: Not Found')
+    assert nvidia.parse_mig_lgi('') == []
+    with pytest.raises(nvidia.SmiUnreadable):
+        nvidia.parse_mig_lgi('|   0  MIG 1g.10gb   nineteen   9   4:1   |')

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import json
 
 import pytest
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, MigUnknown, ProcessesUnknown
 
 REPO = {}
 for _v in ('550.127.08', '550.144.03', '570.124.06', '570.133.20'):
@@ -72,10 +73,16 @@ class FakePackages(object):
 
 
 class FakeHost(object):
-    def __init__(self, packages, loaded='550.127.08', procs=(), gpus=None, in_use=False, services=()):
+    def __init__(self, packages, loaded='550.127.08', procs=(), gpus=None, in_use=False, services=(), procs_unknown=None,
+                 pci=None, mig=None, mig_unknown=None, mig_broken=False):
+        self.mig = mig or {}
+        self.mig_unknown = mig_unknown
+        self.mig_broken = mig_broken
         self.packages = packages
         self.loaded = loaded
         self.procs = list(procs)
+        self.procs_unknown = procs_unknown
+        self._pci = pci
         self._gpus = gpus if gpus is not None else [{'name': 'NVIDIA H100 80GB HBM3', 'architecture': 'Hopper'}]
         self.cuda_root = '/nonexistent/cuda-root'
         self.in_use = in_use
@@ -92,10 +99,55 @@ class FakeHost(object):
         return ['nvidia_uvm', 'nvidia'] if self.loaded else []
 
     def gpus(self):
-        return self._gpus
+        return self._gpus or None
 
-    def compute_processes(self):
-        return [dict(pid=str(p[0]), process_name=p[1], used_memory='20480', gpu_uuid='GPU-1') for p in self.procs]
+    # MIG: self.mig is {uuid: {'index', 'name', 'current', 'pending', 'instances'}}; instances vanish on unload
+    def mig_snapshot(self):
+        if self.mig_unknown:
+            raise MigUnknown(self.mig_unknown)
+        return json.loads(json.dumps(self.mig))
+
+    def smi(self, args):
+        self.log.append(('nvidia-smi',) + tuple(args))
+        args = list(args)
+        if args[:1] == ['-i'] and args[2:] == ['-mig', '1']:
+            for gpu in self.mig.values():
+                if gpu['index'] == int(args[1]):
+                    gpu['current'] = 'Enabled'
+            return 0, '', ''
+        if args == ['mig', '-lgi']:
+            rows = []
+            for gpu in self.mig.values():
+                for gi_id, gi in enumerate(gpu['instances'], 1):
+                    rows.append('|  %2d  MIG %-12s %4d %8d %10d:%d     |' % (gpu['index'], gi['name'], gi['profile_id'], gi_id, gi['start'], gi['size']))
+            return (0, '\n'.join(rows) + '\n', '') if rows else (6, 'No GPU instances found: Not Found\n', '')
+        gpu = [g for g in self.mig.values() if args[:3] == ['mig', '-i', str(g['index'])]][0]
+        op = args[3]
+        if op in ('-dci', '-dgi'):
+            if op == '-dgi':
+                gpu['instances'] = []
+            return 0, '', ''
+        if op == '-cgi':
+            profile, start = [int(x) for x in args[4].split(':')]
+            if not self.mig_broken:
+                names = {19: '1g.10gb', 9: '3g.40gb', 14: '2g.20gb'}
+                gpu['instances'].append({'profile_id': profile, 'name': names[profile], 'start': start,
+                                         'size': {19: 1, 14: 2, 9: 4}[profile], 'compute': []})
+            return 0, '', ''
+        if op == '-gi':
+            gi = gpu['instances'][int(args[4]) - 1]
+            for ci in args[6].split(','):
+                gi['compute'].append({'profile_id': int(ci), 'name': gi['name'], 'start': 0, 'size': gi['size']})
+            return 0, '', ''
+        raise AssertionError(args)
+
+    def pci_gpus(self):
+        return self._pci
+
+    def gpu_processes(self):
+        if self.procs_unknown:
+            raise ProcessesUnknown(self.procs_unknown)
+        return [dict(pid=p[0], name=p[1], used_memory_mib=20480, gpu_uuid='GPU-1') for p in self.procs]
 
     def systemctl(self, *args):
         self.log.append(('systemctl',) + args)
@@ -115,6 +167,8 @@ class FakeHost(object):
             if self.in_use:
                 return 1, '', 'modprobe: FATAL: Module nvidia is in use.'
             self.loaded = None
+            for gpu in self.mig.values():
+                gpu['instances'] = []
             return 0, '', ''
         if args[0] == 'nvidia':
             self.loaded = _installed_upstream(self.packages)
@@ -139,7 +193,7 @@ class FakeModule(object):
 def params(**kwargs):
     base = dict(version='570', state='present', kernel_module='proprietary', package_layout='auto', fabricmanager='auto',
                 hold=True, stop_services=[], stop_timeout=5, reload=True, check_kernel_headers=True,
-                minor_version_compatibility=False, update_cache=False, state_dir=None)
+                minor_version_compatibility=False, allow_unknown_gpu=False, update_cache=False, state_dir=None)
     base.update(kwargs)
     return base
 
@@ -226,10 +280,11 @@ def test_bad_version_string(tmp_path):
 
 def test_refuses_while_gpu_processes_run(tmp_path):
     pm = FakePackages()
-    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')])
-    with pytest.raises(DriverError, match=r'GPU compute processes are running: vllm \(pid 4242\).*stop_services'):
+    host = FakeHost(pm, procs=[(4242, 'vllm', 'vllm.service')], mig=_mig_gpu(), gpus=_mig_gpus())
+    with pytest.raises(DriverError, match=r'GPU compute processes are running: vllm \(pid 4242\).*stop_services') as caught:
         run(host, tmp_path)
-    assert pm.db == OLD
+    assert pm.db == OLD and caught.value.result is None
+    assert not (tmp_path / 'nvidia_driver.json').exists()  # a refusal records nothing
 
 
 def test_stops_and_restarts_named_services(tmp_path):
@@ -264,8 +319,10 @@ def test_module_in_use_means_reboot(tmp_path):
 
 def test_first_install_loads_the_module(tmp_path):
     pm = FakePackages(installed={})
-    host = FakeHost(pm, loaded=None, gpus=[])
+    # no driver yet: nvidia-smi cannot list the GPUs, the PCI bus (sysfs) can
+    host = FakeHost(pm, loaded=None, gpus=[], pci=[{'index': None, 'name': None, 'pci_device_id': '2330', 'architecture': 'Hopper'}])
     result, dummy = run(host, tmp_path)
+    assert {'check': 'GPU support', 'ok': True, 'detail': 'no NVIDIA GPU (from PCI bus)'} not in result['plan']['preflight']
     assert result['version'] == {'before': None, 'after': '570.133.20', 'loaded': '570.133.20'}
     assert ('modprobe', 'nvidia') in host.log and not [e for e in host.log if e[:2] == ('modprobe', '-r')]
     assert result['previous_version'] is None and result['reboot_required'] is False
@@ -342,7 +399,7 @@ def test_auto_layout_falls_back_to_unversioned(tmp_path):
     repo = {'nvidia-driver': ['590.44.01-1'], 'nvidia-utils': ['590.44.01-1'], 'libnvidia-compute': ['590.44.01-1'],
             'nvidia-kernel-common': ['590.44.01-1'], 'nvidia-dkms': ['590.44.01-1'], 'linux-headers-6.1.0-28-amd64': ['1']}
     pm = FakePackages(installed={}, repo=repo)
-    result, dummy = run(FakeHost(pm, loaded=None, gpus=[]), tmp_path, version='590', facts={'distribution': 'Ubuntu', 'distribution_version': '24.04'})
+    result, dummy = run(FakeHost(pm, loaded=None, gpus=[], pci=[]), tmp_path, version='590', facts={'distribution': 'Ubuntu', 'distribution_version': '24.04'})
     assert result['plan']['layout'] == 'unversioned'
     assert result['previous_version'] is None
 
@@ -367,3 +424,178 @@ def test_package_errors_explain_what_to_do(tmp_path):
     pm.install = broken
     with pytest.raises(DriverError, match='Package change failed: .*Unable to fetch.*state=previous'):
         run(FakeHost(pm), tmp_path)
+
+
+# ---- GPU processes that cannot be read for sure: never "none" -------------------------------------------
+def test_refuses_when_processes_cannot_be_read(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, procs_unknown='nvidia-smi --query-compute-apps failed (error, rc=15): Unknown Error')
+    with pytest.raises(DriverError, match=r'Cannot tell whether GPU processes are running: nvidia-smi --query-compute-apps failed.*'
+                                          r'Nothing was changed.*stop_services'):
+        run(host, tmp_path)
+    assert pm.db == OLD and not pm.log
+
+
+def test_unreadable_processes_with_stop_services_stops_them_and_goes_ahead(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, procs_unknown='cannot be read', services=['vllm.service'])
+    result, manager = run(host, tmp_path, stop_services=['vllm.service'])
+    assert result['services']['stopped'] == ['vllm.service'] and result['version']['after'] == '570.133.20'
+    assert any('still cannot be read' in w for w in manager.warnings)
+
+
+def test_process_names_with_commas_are_named_in_the_refusal(tmp_path):
+    host = FakeHost(FakePackages(), procs=[(77, 'python3 -m vllm --model a,b', 'vllm.service'), (78, None, 'x.service')])
+    with pytest.raises(DriverError, match=r'python3 -m vllm --model a,b \(pid 77\), pid 78 \(name not readable\)'):
+        run(host, tmp_path)
+
+
+class SmiModule(object):
+    """AnsibleModule stand-in for Host: nvidia-smi prints what the test says."""
+
+    def __init__(self, smi_result, smi=True):
+        self.smi_result = smi_result
+        self.smi = smi
+        self.calls = []
+
+    def get_bin_path(self, name, required=False):
+        return '/usr/bin/' + name if (name != 'nvidia-smi' or self.smi) else None
+
+    def run_command(self, args, **kwargs):
+        self.calls.append(list(args))
+        return self.smi_result
+
+
+def smi_host(tmp_path, result, loaded='550.127.08', smi=True):
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import Host
+    sysfs = tmp_path / 'sys-module'
+    if loaded:
+        (sysfs / 'nvidia').mkdir(parents=True)
+        (sysfs / 'nvidia' / 'version').write_text(loaded + '\n')
+    return Host(SmiModule(result, smi), FakePackages(), sysfs_root=str(sysfs))
+
+
+def test_host_reads_processes_name_last(tmp_path):
+    host = smi_host(tmp_path, (0, 'GPU-1, 4242, 20480, /usr/bin/python3 -m vllm serve m --x a,b\nGPU-2, 4242, [N/A], [Not Found]\n', ''))
+    procs = host.gpu_processes()
+    assert host.module.calls[-1] == ['/usr/bin/nvidia-smi', '--query-compute-apps=gpu_uuid,pid,used_memory,process_name',
+                                     '--format=csv,noheader,nounits']
+    assert [(p['pid'], p['name'], p['used_memory_mib']) for p in procs] == [
+        (4242, '/usr/bin/python3 -m vllm serve m --x a,b', 20480), (4242, None, None)]
+
+
+@pytest.mark.parametrize('result,loaded,smi,expected', [
+    ((0, '', ''), '550.127.08', True, []),
+    ((6, 'No devices were found\n', ''), '550.127.08', True, []),
+    ((9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", ''), None, True, []),
+    ((0, '', ''), None, False, []),
+    ((18, 'Failed to initialize NVML: Driver/library version mismatch\n', ''), '550.127.08', True, 'driver_library_mismatch'),
+    ((15, 'Unable to determine the device handle for GPU 00000000:18:00.0: Unknown Error\n', ''), '550.127.08', True, 'rc=15'),
+    ((0, 'GPU-1, [N/A], 1, x\n', ''), '550.127.08', True, 'cannot be read for sure'),
+    ((0, 'GPU-1, 12\n', ''), '550.127.08', True, 'cannot be read for sure'),
+    ((0, '', ''), '550.127.08', False, 'nvidia-smi is not installed while the nvidia module 550.127.08 is loaded'),
+])
+def test_host_process_list_known_or_unknown(tmp_path, result, loaded, smi, expected):
+    host = smi_host(tmp_path, result, loaded, smi)
+    if isinstance(expected, list):
+        assert host.gpu_processes() == expected
+    else:
+        with pytest.raises(ProcessesUnknown, match=expected):
+            host.gpu_processes()
+
+
+# ---- GPU architecture that is not known -----------------------------------------------------------------
+def test_unknown_architecture_refused(tmp_path):
+    host = FakeHost(FakePackages(), gpus=[{'index': 0, 'name': 'Tesla M10', 'architecture': None, 'pci_device_id': '13be'}])
+    with pytest.raises(DriverError, match=r'cannot tell whether driver branch 570 supports GPU 0 \(Tesla M10, PCI device id 13be\).*'
+                                          r'allow_unknown_gpu=true'):
+        run(host, tmp_path, check_kernel_headers=False)
+
+
+def test_unknown_architecture_allowed_with_a_warning(tmp_path):
+    host = FakeHost(FakePackages(), gpus=[{'index': 0, 'name': 'Tesla M10', 'architecture': None, 'pci_device_id': '13be'}])
+    result, manager = run(host, tmp_path, check_kernel_headers=False, allow_unknown_gpu=True)
+    assert result['version']['after'] == '570.133.20'
+    assert any('allow_unknown_gpu' in w and 'Tesla M10' in w for w in manager.warnings)
+
+
+def test_old_driver_without_architecture_uses_pci_table(tmp_path):
+    # nvidia-smi 390 prints no <product_architecture>: the parser derives Maxwell from 13BD, and 590 dropped Maxwell
+    with open(os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi', 'nagios-tesla-m10-390.94-v9-gpu0.xml')) as handle:
+        gpus = nvidia.parse_smi_xml(handle.read())['gpus']
+    repo = dict(REPO)
+    for name in nvidia.driver_package_names('branch', '590'):
+        repo[name] = ['590.44.01-1']
+    with pytest.raises(DriverError, match=r'driver branch 590 no longer supports Maxwell GPUs'):
+        run(FakeHost(FakePackages(repo=repo), gpus=gpus), tmp_path, version='590', check_kernel_headers=False)
+
+
+def test_gpus_not_listable_at_all_refused_unless_allowed(tmp_path):
+    host = FakeHost(FakePackages(), gpus=[], pci=None)
+    with pytest.raises(DriverError, match='the GPUs cannot be listed'):
+        run(host, tmp_path, check_kernel_headers=False)
+    result, dummy = run(FakeHost(FakePackages(), gpus=[], pci=None), tmp_path, check_kernel_headers=False, allow_unknown_gpu=True)
+    assert result['changed'] is True
+
+
+# ---- MIG: record before, re-create after the reload or the reboot, verify -----------------------------------
+def _mig_gpu():
+    layout = [{'profile_id': 9, 'name': '3g.40gb', 'start': 0, 'size': 4, 'compute': [{'profile_id': 2, 'name': '3g.40gb', 'start': 0, 'size': 4}]},
+              {'profile_id': 19, 'name': '1g.10gb', 'start': 4, 'size': 1, 'compute': [{'profile_id': 0, 'name': '1g.10gb', 'start': 0, 'size': 1}]},
+              {'profile_id': 19, 'name': '1g.10gb', 'start': 5, 'size': 1, 'compute': []}]
+    return {'GPU-A': {'index': 0, 'name': 'NVIDIA H100 80GB HBM3', 'current': 'Enabled', 'pending': 'Enabled', 'instances': layout}}
+
+
+def _mig_gpus():
+    return [{'index': 0, 'uuid': 'GPU-A', 'name': 'NVIDIA H100 80GB HBM3', 'architecture': 'Hopper'}]
+
+
+def test_mig_layout_recreated_after_reload(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    wanted = json.loads(json.dumps(host.mig['GPU-A']['instances']))
+    result, dummy = run(host, tmp_path)
+    assert result['reload']['succeeded'] is True
+    assert result['mig']['restored'] is True and result['mig']['restore_pending'] is False
+    assert result['mig']['message'] == 'GPU 0: MIG layout kept: 3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb], 1g.10gb@5 [no compute instance]'
+    assert [(g['profile_id'], g['start'], len(g['compute'])) for g in host.mig['GPU-A']['instances']] == [
+        (g['profile_id'], g['start'], len(g['compute'])) for g in wanted]
+    assert ('nvidia-smi', 'mig', '-i', '0', '-cgi', '9:0') in host.log
+    assert 'mig_restore' not in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+
+
+def test_mig_layout_that_cannot_be_recreated_fails_and_stays_recorded(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus(), mig_broken=True)
+    with pytest.raises(DriverError, match=r'MIG layout could not be re-created: GPU 0: MIG layout differs: recorded 3g.40gb@0') as caught:
+        run(host, tmp_path)
+    assert 'mig_restore' in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    # the driver did change: the failure says so, for the role's rollback
+    assert caught.value.result['changed'] is True and caught.value.result['previous_version'] == '550.127.08'
+    assert caught.value.result['mig']['restore_pending'] is True
+
+
+def test_mig_layout_recorded_across_reboot_and_recreated_by_the_next_run(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    result, dummy = run(host, tmp_path, reload=False)
+    assert result['reboot_required'] is True and result['mig']['restore_pending'] is True
+    assert 'mig_restore' in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+    # the reboot: the new module is loaded, the instances are gone
+    host.loaded = '570.133.20'
+    host.mig['GPU-A']['instances'] = []
+    result, dummy = run(host, tmp_path, reload=False)
+    assert result['mig']['restored'] is True and result['changed'] is True
+    assert len(host.mig['GPU-A']['instances']) == 3
+    assert 'mig_restore' not in json.loads((tmp_path / 'nvidia_driver.json').read_text())
+
+
+def test_mig_layout_unreadable_refuses(tmp_path):
+    pm = FakePackages()
+    host = FakeHost(pm, mig_unknown='nvidia-smi mig -lgi failed (rc=2): Insufficient Permissions')
+    with pytest.raises(DriverError, match=r'Cannot read the MIG mode and instances of the GPUs: nvidia-smi mig -lgi failed.*Nothing was changed'):
+        run(host, tmp_path)
+    assert pm.db == OLD
+
+
+def test_mig_check_mode_reports_the_layout(tmp_path):
+    host = FakeHost(FakePackages(), mig=_mig_gpu(), gpus=_mig_gpus())
+    result, dummy = run(host, tmp_path, check_mode=True)
+    assert result['mig']['recorded'] == {'0': '3g.40gb@0 [3g.40gb], 1g.10gb@4 [1g.10gb], 1g.10gb@5 [no compute instance]'}
