@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import select
 import threading
 import time
 import urllib.error
@@ -40,6 +41,9 @@ import urllib.parse
 from ansible.module_utils.urls import open_url
 
 BUFFER = 8 * 1024 * 1024
+SPLICE = hasattr(os, 'splice')  # plain http bodies go socket -> pipe -> file in the kernel (Linux, Python 3.10+)
+SPLICE_STEP = 1024 * 1024
+F_SETPIPE_SZ = 1031
 MAX_REDIRECTS = 10
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 META_SUFFIX = '.meta'
@@ -351,6 +355,24 @@ def write_all(fd, view):
         view = view[count:]
 
 
+def splice_out(pipe, fd, count):
+    """Move `count` bytes from a pipe into the file (raises OSError of the file side: ENOSPC, EIO)."""
+    while count:
+        moved = os.splice(pipe, fd, count)
+        if not moved:
+            raise OSError(errno.EIO, 'the pipe ran dry')
+        count -= moved
+
+
+def can_splice(resp, end):
+    """Only a plain-http, identity-encoded, non-chunked body of known length: never TLS (the socket carries cipher text)."""
+    return (SPLICE and end is not None and isinstance(resp, http.client.HTTPResponse)
+            and str(getattr(resp, 'url', '') or '').lower().startswith('http://')
+            and not getattr(resp, 'chunked', True) and getattr(resp, 'length', None) is not None
+            and (resp.headers.get('Content-Encoding') or 'identity').strip().lower() == 'identity'
+            and type(getattr(resp.fp, 'raw', None)).__name__ == 'SocketIO')
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -594,21 +616,12 @@ class HttpClient(object):
             os.lseek(fd, start, os.SEEK_SET)
             hasher = DiskHasher(partial)
             hasher.advance(start)
-            buf = bytearray(BUFFER)
-            view = memoryview(buf)
             try:
-                while end is None or pos < end:
-                    want = BUFFER if end is None else min(BUFFER, end - pos)
-                    got = resp.readinto(view[:want])
-                    if not got:
-                        break
-                    try:
-                        write_all(fd, view[:got])
-                    except OSError as exc:
-                        raise self.write_failed(exc, url, partial, meta, pos) from None
-                    pos += got
-                    count += got
-                    hasher.advance(pos)
+                if can_splice(resp, end):
+                    pos = self.splice_body(resp, fd, hasher, pos, end, (url, partial, meta))
+                else:
+                    pos = self.copy_body(resp, fd, hasher, pos, end, (url, partial, meta))
+                count = pos - start
                 if end is not None and pos < end:
                     raise ShortRead('%d of %d bytes' % (pos, end))
                 if size is not None and length is None and resp.read(1):
@@ -616,10 +629,8 @@ class HttpClient(object):
                     raise ModelError('%s sent more than the expected size of %d bytes: the download was discarded'
                                      % (self.safe(url), size))
             except (OSError, http.client.HTTPException, ShortRead) as exc:
-                exc.transferred = count
+                exc.transferred = getattr(exc, 'transferred', 0) or max(os.fstat(fd).st_size - start, 0)
                 raise
-            finally:
-                view.release()
             try:
                 os.fsync(fd)
             except OSError as exc:
@@ -630,6 +641,71 @@ class HttpClient(object):
                 hasher.stop()
             os.close(fd)
         return count, self.checked(partial, digest, hashed, size)
+
+    def copy_body(self, resp, fd, hasher, pos, end, where):
+        """The body through a reusable buffer (readinto, os.write); stops at `end` when it is known."""
+        buf = bytearray(BUFFER)
+        view = memoryview(buf)
+        try:
+            while end is None or pos < end:
+                want = BUFFER if end is None else min(BUFFER, end - pos)
+                got = resp.readinto(view[:want])
+                if not got:
+                    break
+                try:
+                    write_all(fd, view[:got])
+                except OSError as exc:
+                    raise self.write_failed(exc, where[0], where[1], where[2], pos) from None
+                pos += got
+                hasher.advance(pos)
+        finally:
+            view.release()
+        return pos
+
+    def splice_body(self, resp, fd, hasher, pos, end, where):
+        """A plain-http body moved socket -> pipe -> file by the kernel (os.splice): the bytes never pass through Python;
+        the hasher reads them back from the file like any other. Stops at `end`; EOF before it is a ShortRead."""
+        ahead = resp.fp.peek(1) if pos < end else b''  # what http.client read ahead with the headers
+        if ahead:
+            data = resp.read(min(len(ahead), end - pos))
+            try:
+                write_all(fd, memoryview(data))
+            except OSError as exc:
+                raise self.write_failed(exc, where[0], where[1], where[2], pos) from None
+            pos += len(data)
+            hasher.advance(pos)
+        if pos >= end or resp.fp is None:  # all of it came with the headers (http.client closed the socket)
+            return pos
+        sock = resp.fileno()
+        pipe_r, pipe_w = os.pipe()
+        try:
+            try:
+                fcntl.fcntl(pipe_w, F_SETPIPE_SZ, SPLICE_STEP)
+            except OSError:
+                pass
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+            wait_ms = int((self.timeout or 60) * 1000)
+            while pos < end:
+                try:
+                    moved = os.splice(sock, pipe_w, min(SPLICE_STEP, end - pos))
+                except BlockingIOError:
+                    if not poller.poll(wait_ms):
+                        raise OSError(errno.ETIMEDOUT, 'no data for %s s' % self.timeout) from None
+                    continue
+                if not moved:
+                    break  # EOF: the caller raises ShortRead
+                try:
+                    splice_out(pipe_r, fd, moved)
+                except OSError as exc:
+                    raise self.write_failed(exc, where[0], where[1], where[2], pos) from None
+                pos += moved
+                hasher.advance(pos)
+        finally:
+            os.close(pipe_r)
+            os.close(pipe_w)
+        resp.length = max(end - pos, 0) if resp.length is not None else None
+        return pos
 
     def write_failed(self, exc, url, partial, meta, pos):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

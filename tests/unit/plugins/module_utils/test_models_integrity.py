@@ -229,17 +229,20 @@ def test_no_content_length_with_the_pinned_size_succeeds(tmp_path, server):
     assert result['changed'] and (store(tmp_path) / 'v1' / 'm.bin').read_bytes() == A
 
 
-def test_enospc_removes_the_partial_and_fails_clearly(tmp_path, server, monkeypatch):
+@pytest.mark.parametrize('path', ['copy', 'splice'])
+def test_enospc_removes_the_partial_and_fails_clearly(tmp_path, server, monkeypatch, path):
     server.files['/m.bin'] = A
-    real = transfer.write_all
     calls = []
+    name = 'write_all' if path == 'copy' else 'splice_out'
+    real = getattr(transfer, name)
 
-    def full_disk(fd, view):
-        calls.append(len(view))
+    def full_disk(fd, *args):
+        calls.append(1)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(fd, view)
-    monkeypatch.setattr(transfer, 'write_all', full_disk)
+        return real(fd, *args)
+    monkeypatch.setattr(transfer, name, full_disk)
+    monkeypatch.setattr(transfer, 'SPLICE', path == 'splice')
     monkeypatch.setattr(transfer, 'BUFFER', 1024 * 1024)
     with pytest.raises(ModelError, match='no space left.*partial download was removed'):
         pull(tmp_path, url=server.base + '/m.bin', sha256=sha(A), retries=3)
@@ -250,23 +253,51 @@ def test_enospc_removes_the_partial_and_fails_clearly(tmp_path, server, monkeypa
 
 # -- verify on disk -----------------------------------------------------------------------------------------
 
-def test_the_hash_is_of_the_file_on_disk_not_of_the_stream(tmp_path, server, monkeypatch):
+@pytest.mark.parametrize('path', ['copy', 'splice'])
+def test_the_hash_is_of_the_file_on_disk_not_of_the_stream(tmp_path, server, monkeypatch, path):
     """A write that lands other bytes on disk than were received (here: a flipped byte) is caught."""
     server.files['/m.bin'] = A
-    real = transfer.write_all
     state = {'done': False}
 
-    def corrupting(fd, view):
-        data = bytearray(view)
-        if not state['done']:
+    def flip(data):
+        data = bytearray(data)
+        if not state['done'] and len(data) > 100:
             data[100] ^= 0xff
             state['done'] = True
-        return real(fd, memoryview(data))
-    monkeypatch.setattr(transfer, 'write_all', corrupting)
+        return data
+
+    def corrupting_write(fd, view):
+        return transfer.os.write(fd, flip(view)) and None
+
+    def corrupting_splice(pipe, fd, count):
+        data = b''
+        while len(data) < count:
+            data += os.read(pipe, count - len(data))
+        os.write(fd, flip(data))
+    monkeypatch.setattr(transfer, 'SPLICE', path == 'splice')
+    if path == 'copy':
+        monkeypatch.setattr(transfer, 'write_all', corrupting_write)
+    else:
+        monkeypatch.setattr(transfer, 'splice_out', corrupting_splice)
     with pytest.raises(ModelError, match='checksum mismatch.*the file on disk has'):
         pull(tmp_path, url=server.base + '/m.bin', sha256=sha(A))
     assert not os.path.lexists(str(store(tmp_path) / 'current'))
     assert not (store(tmp_path) / 'v1').exists()
+
+
+def test_plain_http_bodies_are_spliced_and_verified(tmp_path, server, monkeypatch):
+    server.files['/m.bin'] = A
+    calls = []
+    real = transfer.splice_out
+
+    def counting(pipe, fd, count):
+        calls.append(count)
+        return real(pipe, fd, count)
+    monkeypatch.setattr(transfer, 'splice_out', counting)
+    result = pull(tmp_path, url=server.base + '/m.bin', sha256=sha(A))
+    assert result['changed'] and (store(tmp_path) / 'v1' / 'm.bin').read_bytes() == A
+    if transfer.SPLICE:
+        assert sum(calls) > len(A) // 2
 
 
 def test_a_complete_partial_is_rehashed_from_disk(tmp_path, server):
@@ -365,6 +396,21 @@ def test_https_to_http_redirect_is_refused_and_sends_nothing(tmp_path, other):
             ModelPull(params(tmp_path, url=tls.base + '/m.bin', sha256=sha(A)), http_client=client,
                       free_space=lambda path: 10 ** 12).run()
         assert tls.requests and other.requests == []
+    finally:
+        tls.shutdown()
+        tls.server_close()
+
+
+def test_https_bodies_are_not_spliced(tmp_path, monkeypatch):
+    """The socket of a TLS connection carries cipher text: an https body goes through Python (and is correct)."""
+    monkeypatch.setattr(transfer, 'splice_out', lambda *args: pytest.fail('a TLS body was spliced'))
+    tls = start(self_signed(tmp_path))
+    try:
+        tls.files['/m.bin'] = A
+        client = HttpClient(retries=0, timeout=5, validate_certs=False)
+        result = ModelPull(params(tmp_path, url=tls.base + '/m.bin', sha256=sha(A)), http_client=client,
+                           free_space=lambda path: 10 ** 12).run()
+        assert result['changed'] and (store(tmp_path) / 'v1' / 'm.bin').read_bytes() == A
     finally:
         tls.shutdown()
         tls.server_close()
