@@ -108,7 +108,7 @@ def check_url(url, what='url'):
         parts = urllib.parse.urlsplit(text)
         dummy = parts.port
     except ValueError as exc:
-        raise ModelError('%s %s is not a usable URL (%s)' % (what, safe, str(exc).split(':')[0])) from None
+        raise ModelError('%s %s is not a usable URL (%s)' % (what, safe, str(exc).split(':', maxsplit=1)[0])) from None
     if parts.scheme.lower() not in ('http', 'https'):
         raise ModelError('%s %s: only http:// and https:// URLs are supported (not %s)'
                          % (what, safe, (parts.scheme + '://') if parts.scheme else 'a URL without scheme'))
@@ -173,8 +173,8 @@ def check_range(params, key, low, high=None, what=None):
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        raise ModelError('%s must be an integer %s (got %r)' % (what or key, 'from %d to %d' % (low, high) if high is not None
-                                                                 else '>= %d' % low, value))
+        bounds = 'from %d to %d' % (low, high) if high is not None else '>= %d' % low
+        raise ModelError('%s must be an integer %s (got %r)' % (what or key, bounds, value))
 
 
 def validate_params(params):
@@ -283,6 +283,7 @@ def _sync_file_range():
 
 
 SYNC_FILE_RANGE = _sync_file_range()
+
 
 class DiskHasher(object):
     """sha256 of a file read back through the file system, in a thread that trails the writer (advance(n): the

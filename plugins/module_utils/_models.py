@@ -32,8 +32,8 @@ import traceback
 import urllib.error
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_transfer import (  # noqa: F401 (re-exported)
-    HttpClient, ModelError, ShortRead, StoreLock, check_version_name, redact_url, validate_params, write_private_json)
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_transfer import (
+    HttpClient, ModelError, StoreLock, check_version_name, redact_url, validate_params, write_private_json)
 
 try:
     import huggingface_hub
@@ -409,8 +409,8 @@ class ModelPull(object):
                         os.unlink(path)
                 raise ModelError(self.http.redact(
                     'checksum mismatch for %s of %s %s (%s): expected sha256 %s, the file on disk has %s; the download was '
-                    'discarded and the current version stays %s' % (entry['path'], params['name'], version, redact_url(entry['url']),
-                                                                     entry['sha256'], got, current or '(none)')))
+                    'discarded and the current version stays %s'
+                    % (entry['path'], params['name'], version, redact_url(entry['url']), entry['sha256'], got, current or '(none)')))
             if os.path.exists(partial):
                 os.replace(partial, final)  # the same inode that was read back and hashed
                 if os.path.exists(partial + '.meta'):
