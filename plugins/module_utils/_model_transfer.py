@@ -297,6 +297,7 @@ class DiskHasher(object):
         self.synced = 0
         self.limit = 0
         self.done = False
+        self.aborted = False
         self.error = None
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self.run, name='model_pull-sha256', daemon=True)
@@ -318,7 +319,7 @@ class DiskHasher(object):
                     if self.offset >= self.limit:
                         return
                     upto = self.limit
-                while self.offset < upto:
+                while self.offset < upto and not self.aborted:
                     count = os.preadv(self.fd, [view[:min(self.chunk, upto - self.offset)]], self.offset)
                     if count <= 0:
                         raise OSError(errno.EIO, 'the file ends at %d bytes, %d were written' % (self.offset, upto))
@@ -332,9 +333,13 @@ class DiskHasher(object):
         finally:
             view.release()
 
-    def stop(self):
+    def stop(self, abort=True):
+        """End the thread; abort: without reading the rest (the transfer failed)."""
         with self.cond:
             self.done = True
+            self.aborted = self.aborted or abort
+            if abort:
+                self.limit = self.offset
             self.cond.notify()
         self.thread.join()
         if self.fd is not None:
@@ -344,7 +349,7 @@ class DiskHasher(object):
     def finish(self, size):
         """(hex digest, bytes hashed) once `size` bytes were read back."""
         self.advance(size)
-        self.stop()
+        self.stop(abort=False)
         if self.error is not None:
             raise self.error
         return self.digest.hexdigest(), self.offset
