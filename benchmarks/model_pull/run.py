@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,10 +57,17 @@ def start_server(root):
     raise SystemExit('the lab model source did not start')
 
 
-def timed(func):
+def timed(func, cpu=None):
+    """Wall seconds of func(); with cpu (a list), also appends the CPU seconds (user + system) it used, this process's
+    threads and the children it waited for (curl), not the source server's."""
+    before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     start = time.monotonic()
     func()
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    if cpu is not None:
+        cpu.append(sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before)))
+    return seconds
 
 
 def main():
@@ -78,19 +86,23 @@ def main():
         url = 'http://127.0.0.1:%d/files/model.bin' % port
         curl = shutil.which('curl')
         times = {'curl -o': [], 'curl -o, then sha256sum': [], 'model_pull (lock, download, sha256 on disk, switch)': []}
+        cpu = dict((name, []) for name in times)
         params = dict(name='bench', version='v1', source='http', url=url, sha256=sha, files=None, dest_root=str(work / 'store'),
                       keep=1, state='present', activate=True, verify='quick', free_space_margin=0)
         out = work / 'curl.bin'
         for dummy in range(args.rounds):
             if curl:
-                seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True))
+                seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True), cpu['curl -o'])
                 times['curl -o'].append(seconds)
-                sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL))
+                sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL),
+                             cpu['curl -o, then sha256sum'])
                 times['curl -o, then sha256sum'].append(seconds + sums)
+                cpu['curl -o, then sha256sum'][-1] += cpu['curl -o'][-1]
                 out.unlink()
             shutil.rmtree(work / 'store', ignore_errors=True)
             first = {}
-            seconds = timed(lambda: first.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()))
+            seconds = timed(lambda: first.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()),
+                            cpu['model_pull (lock, download, sha256 on disk, switch)'])
             assert first['changed'] and first['bytes_transferred'] == size, first
             times['model_pull (lock, download, sha256 on disk, switch)'].append(seconds)
         again = {}
@@ -99,13 +111,13 @@ def main():
         full = timed(lambda: ModelPull(dict(params, verify='full'), http_client=HttpClient(timeout=60)).run())
         print('model_pull benchmark: %d MiB file from the lab model source on 127.0.0.1, %d rounds, %d CPUs, load %.1f, %s'
               % (args.size_mib, args.rounds, os.cpu_count(), os.getloadavg()[0], time.strftime('%Y-%m-%d %H:%M')))
-        print('%-54s %9s %9s %9s' % ('method', 'median s', 'best s', 'MiB/s'))
+        print('%-54s %9s %9s %9s %9s' % ('method', 'median s', 'best s', 'MiB/s', 'CPU s'))
         for name, secs in times.items():
             if secs:
                 median = statistics.median(secs)
-                print('%-54s %9.2f %9.2f %9.1f' % (name, median, min(secs), size / median / (1 << 20)))
-        print('%-54s %9.4f %9s %9s' % ('model_pull no-op re-run (verify: quick)', noop, '-', '-'))
-        print('%-54s %9.2f %9s %9s' % ('model_pull no-op re-run (verify: full, re-hash)', full, '-', '-'))
+                print('%-54s %9.2f %9.2f %9.1f %9.2f' % (name, median, min(secs), size / median / (1 << 20), statistics.median(cpu[name])))
+        print('%-54s %9.4f %9s %9s %9s' % ('model_pull no-op re-run (verify: quick)', noop, '-', '-', '-'))
+        print('%-54s %9.2f %9s %9s %9s' % ('model_pull no-op re-run (verify: full, re-hash)', full, '-', '-', '-'))
         if times['curl -o']:
             pulls = times['model_pull (lock, download, sha256 on disk, switch)']
             print('model_pull speed relative to curl -o: %.2fx (median), %.2fx (best)'

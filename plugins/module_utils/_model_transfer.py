@@ -306,7 +306,8 @@ class DiskHasher(object):
     def advance(self, upto):
         with self.cond:
             self.limit = upto
-            self.cond.notify()
+            if upto - self.offset >= self.chunk:  # wake the thread for whole chunks only (fewer GIL hand-overs)
+                self.cond.notify()
 
     def run(self):
         buf = bytearray(self.chunk)
@@ -314,7 +315,7 @@ class DiskHasher(object):
         try:
             while True:
                 with self.cond:
-                    while self.offset >= self.limit and not self.done:
+                    while self.limit - self.offset < self.chunk and not self.done:
                         self.cond.wait()
                     if self.offset >= self.limit:
                         return
