@@ -167,10 +167,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 block = handle.read(min(1 << 20, remaining if cut is None else min(remaining, cut)))
                 if not block:
                     break
-                self.wfile.write(block)
-                remaining -= len(block)
                 if self.server.slow:
                     time.sleep(self.server.slow * len(block) / (1 << 20))
+                self.wfile.write(block)
+                remaining -= len(block)
                 if cut is not None:
                     cut -= len(block)
                     if cut <= 0:
