@@ -57,6 +57,14 @@ def start_server(root):
     raise SystemExit('the lab model source did not start')
 
 
+def fsync_file(path):
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def timed(func, cpu=None):
     """Wall seconds of func(); with cpu (a list), also appends the CPU seconds (user + system) it used, this process's
     threads and the children it waited for (curl), not the source server's."""
@@ -85,7 +93,8 @@ def main():
         proc, port = start_server(work / 'src')
         url = 'http://127.0.0.1:%d/files/model.bin' % port
         curl = shutil.which('curl')
-        times = {'curl -o': [], 'curl -o, then sha256sum': [], 'model_pull (lock, download, sha256 on disk, switch)': []}
+        times = {'curl -o': [], 'curl -o, then fsync (durable, like model_pull)': [], 'curl -o, then sha256sum': [],
+                 'model_pull (lock, download, sha256 on disk, switch)': []}
         cpu = dict((name, []) for name in times)
         params = dict(name='bench', version='v1', source='http', url=url, sha256=sha, files=None, dest_root=str(work / 'store'),
                       keep=1, state='present', activate=True, verify='quick', free_space_margin=0)
@@ -94,6 +103,9 @@ def main():
             if curl:
                 seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True), cpu['curl -o'])
                 times['curl -o'].append(seconds)
+                synced = timed(lambda: fsync_file(out), cpu['curl -o, then fsync (durable, like model_pull)'])
+                times['curl -o, then fsync (durable, like model_pull)'].append(seconds + synced)
+                cpu['curl -o, then fsync (durable, like model_pull)'][-1] += cpu['curl -o'][-1]
                 sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL),
                              cpu['curl -o, then sha256sum'])
                 times['curl -o, then sha256sum'].append(seconds + sums)
