@@ -5,18 +5,22 @@
 """Benchmark model_pull's HTTP download against plain curl, on the same local source, and time a no-op re-run.
 
     tools/collection-tree.sh link
-    PYTHONPATH=build/collections .venv/bin/python benchmarks/model_pull/run.py [--size-mib 1024] [--workdir DIR]
+    PYTHONPATH=build/collections .venv/bin/python benchmarks/model_pull/run.py [--size-mib 1024] [--rounds 3] [--workdir DIR]
 
 The source is the lab model source simulation (tests/lab/model_sources/model_source_server.py) on 127.0.0.1.
-model_pull's numbers include what curl does not do: the sha256 of every byte (computed while downloading),
-the manifest, and the atomic switch.
+curl and model_pull run alternately, --rounds times each, into fresh files; the table shows the median and the best
+round, and the ratio of the medians (curl seconds / model_pull seconds: 1.0 is as fast as curl).
+model_pull's numbers include what curl does not do: the model's lock, the sha256 of the file READ BACK FROM DISK
+(a thread trailing the writer), fsync of the file, the size check on disk, the manifest, and the atomic switch.
 """
 
 import argparse
 import hashlib
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,15 +57,31 @@ def start_server(root):
     raise SystemExit('the lab model source did not start')
 
 
-def timed(func):
+def fsync_file(path):
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def timed(func, cpu=None):
+    """Wall seconds of func(); with cpu (a list), also appends the CPU seconds (user + system) it used, this process's
+    threads and the children it waited for (curl), not the source server's."""
+    before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     start = time.monotonic()
     func()
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    if cpu is not None:
+        cpu.append(sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before)))
+    return seconds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size-mib', type=int, default=1024)
+    parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--workdir', default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix='model_pull_bench.', dir=args.workdir))
@@ -73,30 +93,47 @@ def main():
         proc, port = start_server(work / 'src')
         url = 'http://127.0.0.1:%d/files/model.bin' % port
         curl = shutil.which('curl')
-        rows = []
-        if curl:
-            out = work / 'curl.bin'
-            seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True))
-            rows.append(('curl -o', seconds, size))
-            sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL))
-            rows.append(('curl -o, then sha256sum', seconds + sums, size))
-            out.unlink()
+        times = {'curl -o': [], 'curl -o, then fsync (durable, like model_pull)': [], 'curl -o, then sha256sum': [],
+                 'model_pull (lock, download, sha256 on disk, switch)': []}
+        cpu = dict((name, []) for name in times)
         params = dict(name='bench', version='v1', source='http', url=url, sha256=sha, files=None, dest_root=str(work / 'store'),
                       keep=1, state='present', activate=True, verify='quick', free_space_margin=0)
-        first = {}
-        seconds = timed(lambda: first.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()))
-        assert first['changed'] and first['bytes_transferred'] == size, first
-        rows.append(('model_pull (download + sha256 + switch)', seconds, size))
+        out = work / 'curl.bin'
+        for dummy in range(args.rounds):
+            if curl:
+                seconds = timed(lambda: subprocess.run([curl, '-sS', '--fail', '-o', str(out), url], check=True), cpu['curl -o'])
+                times['curl -o'].append(seconds)
+                synced = timed(lambda: fsync_file(out), cpu['curl -o, then fsync (durable, like model_pull)'])
+                times['curl -o, then fsync (durable, like model_pull)'].append(seconds + synced)
+                cpu['curl -o, then fsync (durable, like model_pull)'][-1] += cpu['curl -o'][-1]
+                sums = timed(lambda: subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL),
+                             cpu['curl -o, then sha256sum'])
+                times['curl -o, then sha256sum'].append(seconds + sums)
+                cpu['curl -o, then sha256sum'][-1] += cpu['curl -o'][-1]
+                out.unlink()
+            shutil.rmtree(work / 'store', ignore_errors=True)
+            first = {}
+            seconds = timed(lambda: first.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()),
+                            cpu['model_pull (lock, download, sha256 on disk, switch)'])
+            assert first['changed'] and first['bytes_transferred'] == size, first
+            times['model_pull (lock, download, sha256 on disk, switch)'].append(seconds)
         again = {}
         noop = timed(lambda: again.update(ModelPull(params, http_client=HttpClient(timeout=60)).run()))
         assert not again['changed']
         full = timed(lambda: ModelPull(dict(params, verify='full'), http_client=HttpClient(timeout=60)).run())
-        print('model_pull benchmark: %d MiB file from the lab model source on 127.0.0.1, %s' % (args.size_mib, time.strftime('%Y-%m-%d')))
-        print('%-42s %10s %12s' % ('method', 'seconds', 'MiB/s'))
-        for name, secs, nbytes in rows:
-            print('%-42s %10.2f %12.1f' % (name, secs, nbytes / secs / (1 << 20)))
-        print('%-42s %10.4f %12s' % ('model_pull no-op re-run (verify: quick)', noop, '-'))
-        print('%-42s %10.2f %12s' % ('model_pull no-op re-run (verify: full)', full, '-'))
+        print('model_pull benchmark: %d MiB file from the lab model source on 127.0.0.1, %d rounds, %d CPUs, load %.1f, %s'
+              % (args.size_mib, args.rounds, os.cpu_count(), os.getloadavg()[0], time.strftime('%Y-%m-%d %H:%M')))
+        print('%-54s %9s %9s %9s %9s' % ('method', 'median s', 'best s', 'MiB/s', 'CPU s'))
+        for name, secs in times.items():
+            if secs:
+                median = statistics.median(secs)
+                print('%-54s %9.2f %9.2f %9.1f %9.2f' % (name, median, min(secs), size / median / (1 << 20), statistics.median(cpu[name])))
+        print('%-54s %9.4f %9s %9s %9s' % ('model_pull no-op re-run (verify: quick)', noop, '-', '-', '-'))
+        print('%-54s %9.2f %9s %9s %9s' % ('model_pull no-op re-run (verify: full, re-hash)', full, '-', '-', '-'))
+        if times['curl -o']:
+            pulls = times['model_pull (lock, download, sha256 on disk, switch)']
+            print('model_pull speed relative to curl -o: %.2fx (median), %.2fx (best)'
+                  % (statistics.median(times['curl -o']) / statistics.median(pulls), min(times['curl -o']) / min(pulls)))
     finally:
         if proc:
             proc.terminate()

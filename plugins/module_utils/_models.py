@@ -5,11 +5,16 @@
 
 """The logic of the model_pull module: a versioned model store with an atomic `current` pointer.
 
-Layout under <dest_root>/<name>/:
-  <version>/                 one directory per version, the model files plus .manifest.json
-  current -> <version>       relative symlink, switched atomically (temporary link + rename)
-  .staging/<version>/        downloads in progress (<file>.partial, resumed with HTTP Range)
-  state.json                 activation order, current and previous version (written atomically)
+Layout under <dest_root>/:
+  .<name>.lock               the model's lock (flock), held by a run from its first read to its last write
+  <name>/<version>/          one directory per version, the model files plus .manifest.json (0600, URLs redacted)
+  <name>/current -> <version>  relative symlink, switched atomically (temporary link + rename)
+  <name>/.staging/<version>/ downloads in progress (<file>.partial, resumed with Range + If-Range, and
+                             <file>.partial.meta: the validator of the response that started it)
+  <name>/state.json          activation order, current and previous version (written atomically)
+
+Versions and names are whitelisted (letters, digits, . _ + -; not `current`, `state`, nor *.json, *.partial, ...).
+What a download verifies: see _model_transfer (the sha256 of the file read back from disk, before `current` moves).
 
 PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
 """
@@ -26,9 +31,9 @@ import time
 import traceback
 import urllib.error
 
-from ansible.module_utils.urls import open_url
-
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_transfer import (
+    HttpClient, ModelError, StoreLock, check_version_name, redact_url, validate_params, write_private_json)
 
 try:
     import huggingface_hub
@@ -45,10 +50,6 @@ STAGING = '.staging'
 CURRENT = 'current'
 STATE_NAME = 'state'
 MANIFEST_FORMAT = 1
-
-
-class ModelError(Exception):
-    """Stop with this message; the current version was not changed."""
 
 
 def sha256_file(path, chunk=CHUNK):
@@ -86,130 +87,6 @@ def human_bytes(num):
             return '%.1f %s' % (num, unit) if unit != 'B' else '%d B' % num
         num /= 1024.0
     return '%d B' % num  # pragma: no cover
-
-
-class ShortRead(Exception):
-    """The server closed the connection before the announced end of the body."""
-
-
-class HttpClient(object):
-    """Downloads with Range resume, over ansible.module_utils.urls.open_url."""
-
-    def __init__(self, headers=None, validate_certs=True, timeout=60, retries=3, backoff=1.0, secrets=()):
-        self.headers = dict(headers or {})
-        self.validate_certs = validate_certs
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.secrets = [s for s in secrets if s]
-
-    def redact(self, text):
-        text = str(text)
-        for secret in self.secrets:
-            text = text.replace(secret, '********')
-        return text
-
-    def open(self, url, method='GET', headers=None):
-        merged = dict(self.headers)
-        merged.update(headers or {})
-        return open_url(url, method=method, headers=merged, validate_certs=self.validate_certs,
-                        timeout=self.timeout, follow_redirects='all')
-
-    def open_json(self, url, method='GET', body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {'Content-Type': 'application/json'} if body is not None else {}
-        merged = dict(self.headers)
-        merged.update(headers)
-        return open_url(url, method=method, data=data, headers=merged, validate_certs=self.validate_certs,
-                        timeout=self.timeout, follow_redirects='all')
-
-    def http_error(self, url, exc):
-        code = getattr(exc, 'code', None)
-        hint = {401: ' (authentication refused: check the token or headers)',
-                403: ' (access forbidden: check the token and its permissions)',
-                404: ' (not found: check the URL, repository, revision or file name)'}.get(code, '')
-        return ModelError(self.redact('%s failed: HTTP %s %s%s' % (url, code, getattr(exc, 'reason', ''), hint)))
-
-    def head(self, url):
-        """(size or None, etag or None) as the server announces them."""
-        try:
-            resp = self.open(url, method='HEAD')
-        except urllib.error.HTTPError as exc:
-            raise self.http_error(url, exc) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ModelError(self.redact('cannot reach %s: %s' % (url, exc))) from None
-        try:
-            length = resp.headers.get('Content-Length')
-            return (int(length) if length is not None else None), resp.headers.get('ETag')
-        finally:
-            resp.close()
-
-    def download(self, url, partial, size=None, etag=None):
-        """Append to `partial` until complete; resume after a cut connection. Returns (bytes transferred, sha256)."""
-        transferred = 0
-        attempts = 0
-        while True:
-            have = os.path.getsize(partial) if os.path.exists(partial) else 0
-            if size is not None and have > size:
-                os.unlink(partial)
-                have = 0
-            digest = hashlib.sha256()
-            if have:
-                with open(partial, 'rb') as handle:
-                    for block in iter(lambda: handle.read(CHUNK), b''):
-                        digest.update(block)
-            if size is not None and have == size:
-                return transferred, digest.hexdigest()
-            headers = {}
-            if have:
-                headers['Range'] = 'bytes=%d-' % have
-                if etag:
-                    headers['If-Range'] = etag
-            try:
-                try:
-                    resp = self.open(url, headers=headers)
-                except urllib.error.HTTPError as exc:
-                    if exc.code == 416 and have:
-                        if size is None:
-                            return transferred, digest.hexdigest()
-                        os.unlink(partial)  # the server has something else now: start again
-                        attempts += 1
-                        if attempts > self.retries:
-                            raise self.http_error(url, exc) from None
-                        continue
-                    raise self.http_error(url, exc) from None
-                status = resp.status if hasattr(resp, 'status') else resp.getcode()
-                mode = 'ab'
-                if have and status != 206:  # Range not honoured (or If-Range failed): the whole body follows
-                    mode = 'wb'
-                    digest = hashlib.sha256()
-                    have = 0
-                length = resp.headers.get('Content-Length')
-                expected_end = have + int(length) if length is not None else size
-                try:
-                    with open(partial, mode) as out:
-                        while True:
-                            block = resp.read(CHUNK)
-                            if not block:
-                                break
-                            out.write(block)
-                            digest.update(block)
-                            transferred += len(block)
-                finally:
-                    resp.close()
-                got = os.path.getsize(partial)
-                if expected_end is not None and got < expected_end:
-                    raise ShortRead('%d of %d bytes' % (got, expected_end))
-                return transferred, digest.hexdigest()
-            except ModelError:
-                raise
-            except (OSError, http.client.HTTPException, ShortRead) as exc:
-                attempts += 1
-                if attempts > self.retries:
-                    raise ModelError(self.redact(
-                        'download of %s interrupted %d times (last: %s); %s bytes kept in %s, the next run resumes from there'
-                        % (url, attempts, exc, os.path.getsize(partial) if os.path.exists(partial) else 0, partial))) from None
-                time.sleep(min(self.backoff * (2 ** (attempts - 1)), 10))
 
 
 def hf_selection(params):
@@ -285,13 +162,8 @@ class ModelStore(object):
                       if not v.startswith('.') and v != CURRENT and os.path.isfile(os.path.join(self.dir, v, MANIFEST)))
 
     def write_manifest(self, directory, manifest):
-        tmp = os.path.join(directory, MANIFEST + '.tmp')
-        with open(tmp, 'w') as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, os.path.join(directory, MANIFEST))
+        """0600: the manifest records (redacted) source URLs."""
+        write_private_json(os.path.join(directory, MANIFEST), manifest)
 
     def check(self, version, manifest, full=False):
         """Problems of an installed version: missing files, wrong sizes, and with full=True wrong sha256."""
@@ -339,27 +211,23 @@ def normalise_files(params):
     for entry in files:
         if not entry.get('url'):
             raise ModelError('every entry of files needs a url')
-        sha = (entry.get('sha256') or '').lower()
+        sha = str(entry.get('sha256') or '').lower()
         if sha.startswith('sha256:'):
             sha = sha[len('sha256:'):]
         if len(sha) != 64 or any(c not in '0123456789abcdef' for c in sha):
-            raise ModelError('%s: sha256 must be the 64 hex digits of the file (pinning is mandatory)' % entry['url'])
+            raise ModelError('%s: sha256 must be the 64 hex digits of the file (pinning is mandatory)' % redact_url(entry['url']))
         entry['sha256'] = sha
         path = entry.get('path') or entry['url'].split('?', 1)[0].rstrip('/').rsplit('/', 1)[-1]
-        norm = os.path.normpath(path)
-        if not path or os.path.isabs(path) or norm.startswith('..') or norm in ('.', MANIFEST) or norm.endswith('.partial'):
-            raise ModelError('%s: invalid file path %r (relative, inside the version directory)' % (entry['url'], path))
+        norm = os.path.normpath(path) if isinstance(path, str) else ''
+        if not norm or os.path.isabs(norm) or norm.split(os.sep)[0] == '..' or norm in ('.', MANIFEST) \
+                or norm.endswith(('.partial', '.partial.meta', '.tmp')) or '\x00' in norm:
+            raise ModelError('%s: invalid file path %r (relative, inside the version directory)' % (redact_url(entry['url']), path))
         if norm in seen:
             raise ModelError('file path %s appears twice' % norm)
         seen.add(norm)
         entry['path'] = norm
         entry['size'] = int(entry['size']) if entry.get('size') is not None else None
     return files
-
-
-def check_version_name(value, what='version'):
-    if not value or value in ('.', '..', CURRENT) or '/' in value or value.startswith('.'):
-        raise ModelError('%s %r is not usable as a directory name' % (what, value))
 
 
 class ModelPull(object):
@@ -376,14 +244,20 @@ class ModelPull(object):
         self.removed = []
 
     def run(self):
+        """Checks every option, then runs under the model's lock (held from the first read to the last write)."""
         started = time.monotonic()
         check_version_name(self.params['name'], 'name')
+        if self.params.get('version') is not None:
+            check_version_name(self.params['version'])
+        validate_params(self.params)
         if self.params.get('source') == 'ollama':
             ollama = OllamaPull(self)
             handler = {'present': ollama.present, 'previous': ollama.previous, 'absent': ollama.absent}[self.params['state']]
         else:
             handler = {'present': self.present, 'previous': self.previous, 'absent': self.absent}[self.params['state']]
-        result = handler()
+        lock_timeout = self.params.get('lock_timeout')
+        with StoreLock(self.store.root, self.params['name'], 3600 if lock_timeout is None else lock_timeout, self.check_mode):
+            result = handler()
         result.setdefault('source', self.params.get('source'))
         result.setdefault('bytes_transferred', 0)
         result['name'] = self.params['name']
@@ -500,11 +374,8 @@ class ModelPull(object):
         params = self.params
         staging = self.store.staging_dir(version)
         for entry in files:
-            if entry['size'] is None or entry.get('etag') is None:
-                size, etag = self.http.head(entry['url'])
-                if entry['size'] is None:
-                    entry['size'] = size
-                entry['etag'] = etag
+            if entry['size'] is None:
+                entry['size'] = self.http.head(entry['url'])[0]
         unknown = [f['path'] for f in files if f['size'] is None]
         total = sum(f['size'] or 0 for f in files)
         to_transfer = sum(max((f['size'] or 0) - self.staged(staging, f), 0) for f in files)
@@ -530,19 +401,21 @@ class ModelPull(object):
                     os.unlink(final)
                     got = None
             if got is None:
-                count, got = self.http.download(entry['url'], partial, entry['size'], entry.get('etag'))
+                count, got = self.http.download(entry['url'], partial, entry['size'], entry['sha256'])
                 transferred += count
             if got != entry['sha256']:
-                for path in (partial, final):
+                for path in (partial, partial + '.meta', final):
                     if os.path.exists(path):
                         os.unlink(path)
                 raise ModelError(self.http.redact(
-                    'checksum mismatch for %s of %s %s (%s): expected sha256 %s, got %s; the download was discarded and '
-                    'the current version stays %s' % (entry['path'], params['name'], version, entry['url'], entry['sha256'], got,
-                                                      current or '(none)')))
+                    'checksum mismatch for %s of %s %s (%s): expected sha256 %s, the file on disk has %s; the download was '
+                    'discarded and the current version stays %s'
+                    % (entry['path'], params['name'], version, redact_url(entry['url']), entry['sha256'], got, current or '(none)')))
             if os.path.exists(partial):
-                os.replace(partial, final)
-            entries.append({'path': entry['path'], 'size': os.path.getsize(final), 'sha256': got, 'url': entry['url']})
+                os.replace(partial, final)  # the same inode that was read back and hashed
+                if os.path.exists(partial + '.meta'):
+                    os.unlink(partial + '.meta')
+            entries.append({'path': entry['path'], 'size': os.path.getsize(final), 'sha256': got, 'url': redact_url(entry['url'])})
         return self.promote(staging, version, entries, {'source': 'http'}, record, current, previous_version,
                             transferred, to_transfer)
 

@@ -16,8 +16,24 @@ description:
     (files, sizes, sha256, content digest), and a stable C(<dest_root>/<name>/current) symlink that the serving
     engine uses (for example C(vllm serve /var/lib/onprem_ai/models/llama/current)).
   - Pins every file by its sha256. Files are downloaded into C(<name>/.staging/<version>/) as C(.partial) files,
-    resumed with HTTP C(Range) (and C(If-Range) on the ETag) after a cut connection, within the run and across runs.
-  - A download whose sha256 does not match is discarded and never becomes current.
+    resumed after a cut connection, within the run and across runs, only with HTTP C(Range) plus C(If-Range) carrying
+    the strong ETag (or Last-Modified date) of the response that started the partial (recorded next to it in
+    C(<file>.partial.meta), mode 0600, URL without credentials or query). A changed ETag restarts from byte 0.
+  - One lock per model (C(<dest_root>/.<name>.lock), flock) is held for the whole run, so two runs of the same model
+    never write the same files; a second run waits up to O(lock_timeout), then finds the version already verified.
+  - What is verified before C(current) moves - the sha256 of the file as read back from the file system (a thread
+    reads the file back behind the writer, from its first byte, also for a resumed part), after fsync, and the size
+    on disk equal to the bytes hashed and to the expected size. A file that does not match is discarded and never
+    becomes current.
+  - With a known size (O(files[].size), or announced by the server), writing stops at that size and more bytes are an
+    error. When the disk fills up (ENOSPC) the C(.partial) is removed, to free the space, and the run fails.
+  - Only C(http://) and C(https://) URLs. Credentials (O(token), O(headers)) are sent to the origin (scheme, host,
+    port) of the given URL only and dropped for the rest of a redirect chain that leaves it; a redirect from https to
+    plain http is refused. User info and query strings of URLs (presigned URLs) are removed from the manifest,
+    messages and results.
+  - Model and version names are directory names next to C(current), C(state.json) and C(.staging), so they are
+    whitelisted - 1 to 128 letters, digits, C(.), C(_), C(+) or C(-), starting with a letter or digit, not C(current)
+    or C(state), not ending in C(.json), C(.partial), C(.meta), C(.tmp) or C(.lock).
   - Checks the free disk space against the sizes the source announces before any byte is written.
   - Switches C(current) only after verification, atomically (a new symlink renamed over the old one), keeps
     O(keep) previous versions and removes older ones; O(state=previous) switches back to the version that was
@@ -38,13 +54,13 @@ attributes:
 options:
   name:
     description:
-      - Name of the model in the store (a directory name).
+      - Name of the model in the store (a directory name, see the naming rule above).
     type: str
     required: true
   version:
     description:
-      - Version name, a directory name of your choice (a release, a date, a commit). Versions are immutable; the
-        same version with other files or checksums is refused.
+      - Version name, a directory name of your choice (a release, a date, a commit; see the naming rule above). Versions
+        are immutable; the same version with other files or checksums is refused.
       - Required with O(state=present). With O(state=absent), the version to remove; without it the whole model.
     type: str
   source:
@@ -81,10 +97,12 @@ options:
   endpoint:
     description:
       - V(hf) the Hub endpoint, for a private mirror (what C(HF_ENDPOINT) sets). Default C(https://huggingface.co) or C(HF_ENDPOINT) on the target.
+      - V(hf) downloads go through C(huggingface_hub) (C(requests)), which drops C(Authorization) when a redirect changes
+        the host or goes from https to http.
     type: str
   max_workers:
     description:
-      - V(hf) parallel file downloads.
+      - V(hf) parallel file downloads (1 to 64).
     type: int
     default: 8
   digest:
@@ -112,7 +130,7 @@ options:
     type: int
   url:
     description:
-      - URL of a single-file model (with O(sha256)). Use O(files) for several files.
+      - URL of a single-file model (with O(sha256)), C(http://) or C(https://). Use O(files) for several files.
     type: str
   sha256:
     description:
@@ -145,7 +163,7 @@ options:
     default: /var/lib/onprem_ai/models
   keep:
     description:
-      - How many previous versions to keep besides the current one; older ones are removed after a switch.
+      - How many previous versions to keep besides the current one (0 to 1000); older ones are removed after a switch.
     type: int
     default: 1
   state:
@@ -170,16 +188,19 @@ options:
     default: quick
   free_space_margin:
     description:
-      - MiB that must remain free after the download.
+      - MiB that must remain free after the download (0 or more).
     type: int
     default: 256
   headers:
     description:
-      - Extra HTTP headers. Not logged.
-    type: dict
+      - Extra HTTP headers, a dict (a JSON object string or C(k=v k2=v2) string is parsed by the module, and its values are
+        masked once parsed). Not logged; values with control characters are refused. Sent to the first origin only.
+    type: raw
   token:
     description:
       - Bearer token sent as C(Authorization). Not logged, and removed from error messages.
+      - Leading and trailing white space (a newline from a file lookup) is removed; a control character inside the token
+        is refused with a message that does not quote it.
     type: str
   validate_certs:
     description:
@@ -188,14 +209,19 @@ options:
     default: true
   timeout:
     description:
-      - Seconds to wait for the server on each request.
+      - Seconds to wait for the server on each request (1 to 86400).
     type: int
     default: 60
   retries:
     description:
-      - How many times an interrupted transfer is resumed within one run.
+      - How many times an interrupted transfer is resumed within one run (0 to 100).
     type: int
     default: 3
+  lock_timeout:
+    description:
+      - Seconds to wait for the lock of the model held by another run (0 to 604800); then the run fails and changes nothing.
+    type: int
+    default: 3600
 notes:
   - Sources V(http) and V(ollama) need no Python library beyond the standard library on the target.
 requirements:
@@ -318,11 +344,51 @@ duration:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HAS_HF, HF_IMPORT_ERROR, HttpClient, ModelError, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_transfer import (
+    clean_headers, clean_token, parse_headers, url_secrets)
+
+
+class _Module(AnsibleModule):
+    """Two gaps of ansible-core (2.19) closed for this module:
+    - every no_log value is dropped when a sub-option value is malformed (files: false): the TypeError of
+      _list_no_log_values discards the whole set, and __init__ then fails with the token and headers in the invocation;
+      whatever the failure, the values of the secret options and the credentials of URLs are masked here;
+    - an int option given as an infinite float (timeout: .inf) raises OverflowError out of the validation (a traceback)."""
+
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        except OverflowError:
+            self.fail_json(msg='an integer option (keep, timeout, retries, size, free_space_margin, lock_timeout, max_workers) '
+                               'holds an infinite number: give a whole number')
+
+    def fail_json(self, msg, **kwargs):
+        params = self.params if isinstance(getattr(self, 'params', None), dict) else {}
+        for key in ('token', 'headers'):
+            self.no_log_values.update(leaf_strings(params.get(key)))
+        files = params.get('files') if isinstance(params.get('files'), list) else []
+        for url in [params.get('url'), params.get('endpoint'), params.get('ollama_url')] + [
+                f.get('url') for f in files if isinstance(f, dict)]:
+            if isinstance(url, str):
+                self.no_log_values.update(url_secrets(url))
+        super().fail_json(msg, **kwargs)
+
+
+def leaf_strings(value):
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in leaf_strings(v)]
+    if isinstance(value, (list, tuple, set)):
+        return [s for v in value for s in leaf_strings(v)]
+    if value is None or isinstance(value, bool) or not str(value).strip():
+        return []
+    return [str(value), str(value).strip()]
 
 
 def main():
-    module = AnsibleModule(
+    module = _Module(
         argument_spec=dict(
+            token=dict(type='str', no_log=True),
+            headers=dict(type='raw', no_log=True),
             name=dict(type='str', required=True),
             version=dict(type='str'),
             source=dict(type='str', default='http', choices=['http', 'hf', 'ollama']),
@@ -351,11 +417,10 @@ def main():
             activate=dict(type='bool', default=True),
             verify=dict(type='str', default='quick', choices=['quick', 'full']),
             free_space_margin=dict(type='int', default=256),
-            headers=dict(type='dict', no_log=True),
-            token=dict(type='str', no_log=True),
             validate_certs=dict(type='bool', default=True),
             timeout=dict(type='int', default=60),
             retries=dict(type='int', default=3),
+            lock_timeout=dict(type='int', default=3600),
         ),
         required_if=[('state', 'present', ['version'])],
         required_by={'sha256': 'url'},
@@ -363,24 +428,55 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params['source'] == 'hf' and params['state'] == 'present' and not HAS_HF:
-        module.fail_json(msg=missing_required_lib('huggingface_hub'), exception=HF_IMPORT_ERROR)
-    headers = dict(params['headers'] or {})
-    if params['token']:
-        headers['Authorization'] = 'Bearer %s' % params['token']
-    secrets = [params['token']] + [str(v) for v in headers.values()]
-    client = HttpClient(headers=headers, validate_certs=params['validate_certs'], timeout=params['timeout'],
-                        retries=params['retries'], secrets=secrets)
-    puller = ModelPull(params, check_mode=module.check_mode, http_client=client)
+    secrets = collect_secrets(module, params)
+    client = HttpClient(validate_certs=params['validate_certs'], secrets=secrets)
+    puller = None
     try:
+        headers = clean_headers(parse_headers(params['headers']))
+        # the values of a headers string become secrets only once parsed: register them before anything is returned
+        secrets.extend(v for v in headers.values() if v)
+        token = clean_token(params['token'])
+        if token:
+            secrets.append(token)
+            headers['Authorization'] = 'Bearer %s' % token
+        register(module, secrets)
+        client = HttpClient(headers=headers, validate_certs=params['validate_certs'], timeout=params['timeout'],
+                            retries=params['retries'], secrets=secrets)
+        params = dict(params, token=token, headers=headers)
+        if params['source'] == 'hf' and params['state'] == 'present' and not HAS_HF:
+            module.fail_json(msg=missing_required_lib('huggingface_hub'), exception=HF_IMPORT_ERROR)
+        puller = ModelPull(params, check_mode=module.check_mode, http_client=client)
         result = puller.run()
     except (ModelError, OSError) as exc:
-        for warning in puller.warnings:
+        for warning in (puller.warnings if puller else []):
             module.warn(warning)
         module.fail_json(msg=client.redact(exc), name=params['name'], version=params['version'])
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # never a raw traceback (it could quote a header or a URL): the type and the redacted message
+        module.fail_json(msg=client.redact('model_pull failed unexpectedly: %s: %s (please report it)' % (type(exc).__name__, exc)),
+                         name=params['name'], version=params['version'])
     for warning in result.pop('warnings'):
         module.warn(warning)
     module.exit_json(**result)
+
+
+def collect_secrets(module, params):
+    """Credentials hidden in URLs (user:password, presigned query strings) and the raw token, masked everywhere."""
+    secrets = [params['token']] if params['token'] else []
+    if params['token']:
+        secrets.append(str(params['token']).strip())
+    urls = [params['url'], params['endpoint'], params['ollama_url']]
+    urls += [f.get('url') for f in params['files'] or [] if isinstance(f, dict)]
+    for url in urls:
+        if isinstance(url, str):
+            secrets.extend(url_secrets(url))
+    register(module, secrets)
+    return secrets
+
+
+def register(module, secrets):
+    """Ansible masks these strings (also inside longer strings) in everything the module returns."""
+    module.no_log_values.update(s for s in secrets if isinstance(s, str) and s.strip())
 
 
 if __name__ == '__main__':

@@ -50,3 +50,20 @@ def test_hf_snapshot_is_current_and_complete(host):
     assert current.is_symlink and current.linked_to.endswith('/3f1c2a9be07d')
     assert host.file('/var/lib/onprem_ai/models/tiny-hf/current/model.safetensors').size == 3000000
     assert not host.file('/var/lib/onprem_ai/models/tiny-hf/current/README.md').exists
+
+
+def test_concurrent_pulls_left_one_verified_current(host):
+    store = '/var/lib/onprem_ai/models/concurrent'
+    link = host.file(store + '/current')
+    assert link.is_symlink and link.linked_to == store + '/v1'
+    assert host.file(store + '/v1/model.bin').sha256sum == host.file(SOURCE + '/v1/model.bin').sha256sum
+    assert host.check_output('find %s/.staging -type f | wc -l' % store) == '0'
+    manifest = host.file(store + '/v1/.manifest.json')
+    assert manifest.mode == 0o600
+    assert json.loads(manifest.content_string)['files'][0]['sha256'] == host.file(SOURCE + '/v1/model.bin').sha256sum
+
+
+def test_no_store_damage_from_refused_names(host):
+    for name in ('state.json', 'v1.partial'):
+        assert not host.file('%s/%s' % (STORE, name)).is_directory
+    assert host.file(STORE + '/state.json').is_file

@@ -18,6 +18,7 @@ It loads no model and computes nothing beyond sha256 of the files it serves.
 
 --token T       requests to /files and the Hub endpoints need "Authorization: Bearer T" (401 otherwise)
 --cut-once N    the first GET of a file body (or the first /api/pull stream) is cut after N bytes (N lines)
+--slow S        sleep S seconds after each MiB of a file body (slow link: makes concurrent pulls overlap in tests)
 """
 
 # pylint: disable=inconsistent-return-statements
@@ -48,11 +49,12 @@ class SourceServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, root, token=None, cut_once=None):
+    def __init__(self, address, root, token=None, cut_once=None, slow=None):
         super().__init__(address, Handler)
         self.root = os.path.abspath(root)
         self.token = token
         self.cut_once = cut_once
+        self.slow = slow
         self.lock = threading.Lock()
         self.hashes = {}
         self.ollama_installed = {}  # name:tag -> {"digest", "size", "modified_at"}
@@ -165,6 +167,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 block = handle.read(min(1 << 20, remaining if cut is None else min(remaining, cut)))
                 if not block:
                     break
+                if self.server.slow:
+                    time.sleep(self.server.slow * len(block) / (1 << 20))
                 self.wfile.write(block)
                 remaining -= len(block)
                 if cut is not None:
@@ -397,8 +401,9 @@ def main(argv=None):
     parser.add_argument('--port', type=int, default=8090, help='0: any free port, printed in the start-up line')
     parser.add_argument('--token', default=os.environ.get('LAB_MODEL_SOURCE_TOKEN'))
     parser.add_argument('--cut-once', type=int, default=None)
+    parser.add_argument('--slow', type=float, default=None, help='seconds of sleep per MiB of a file body')
     args = parser.parse_args(argv)
-    server = SourceServer((args.host, args.port), args.root, token=args.token, cut_once=args.cut_once)
+    server = SourceServer((args.host, args.port), args.root, token=args.token, cut_once=args.cut_once, slow=args.slow)
     print('lab model source (simulation) listening on http://%s:%d' % server.server_address[:2], flush=True)
     try:
         server.serve_forever()

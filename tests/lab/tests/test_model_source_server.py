@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,17 @@ def test_cut_once(root):
         status, dummy, data = request(srv, "GET", "/files/model.bin")
         assert status == 200 and len(data) == 5000
         assert request(srv, "GET", "/files/model.bin")[2] == DATA
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_slow(root):
+    srv = mss.start_in_background(root, slow=0.5)  # 1 MiB file: about half a second
+    try:
+        start = time.monotonic()
+        assert request(srv, "GET", "/files/model.bin")[2] == DATA
+        assert time.monotonic() - start >= 0.45
     finally:
         srv.shutdown()
         srv.server_close()
