@@ -373,7 +373,7 @@ import re
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
@@ -561,9 +561,13 @@ def run(module, params, result):
 
 
 def main():
+    # A password inside the repository URL makes the whole option no_log, decided before AnsibleModule validates the
+    # arguments: a failure there prints the module's arguments, with only the no_log values masked.
+    raw = _load_params()
+    repository = raw.get('repository') if isinstance(raw, dict) else None
     module = AnsibleModule(
         argument_spec=dict(
-            repository=dict(type='str', required=True, no_log=False),
+            repository=dict(type='str', required=True, no_log=bool(isinstance(repository, str) and url_secret(repository))),
             password=dict(type='str', no_log=True),
             password_file=dict(type='path', no_log=False),
             env=dict(type='dict', default={}, no_log=True),
