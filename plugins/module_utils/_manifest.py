@@ -408,7 +408,7 @@ def main(argv=None):
     data = build(LocalHost(), args.paths, exclude=args.exclude, state_dir=args.state_dir, tags=args.tag, reason=args.reason,
                  models_root=args.models_root, litellm_dir=args.litellm_dir, litellm_config=args.litellm_config)
     try:
-        print(write(os.path.join(args.state_dir, MANIFEST_FILE), data))
+        sys.stdout.write(write(os.path.join(args.state_dir, MANIFEST_FILE), data) + '\n')
     except OSError as exc:
         sys.stderr.write('cannot write the backup manifest in %s: %s\n' % (args.state_dir, exc))
         return 1
@@ -418,4 +418,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

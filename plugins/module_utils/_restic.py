@@ -64,6 +64,7 @@ _CLASSIFIERS = [
 # restic's backend retries a failed Load/Save/Stat up to ten times and prints each try.
 _RETRY = re.compile(r'^(\w+)\((<[^>]*>)?[^)]*\) (?:returned error|failed), retrying after [^:]+: (.*)$')
 
+
 class ResticError(Exception):
     """restic failed; `kind` is one of the error kinds above, the message is already scrubbed."""
 
