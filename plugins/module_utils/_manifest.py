@@ -178,7 +178,7 @@ def gpu(host, installed_packages, sysfs_version=SYSFS_NVIDIA_VERSION):
             loaded = handle.read().strip() or None
     result = {'driver_version': installed, 'loaded_version': loaded, 'smi_driver_version': None, 'max_cuda_version': None,
               'gpu_count': None, 'gpus': None, 'nvidia_packages': nvidia if installed_packages is not None else None,
-              'cuda_toolkits': sorted(os.path.basename(p) for p in glob.glob('/usr/local/cuda-*'))}
+              'cuda_toolkits': sorted(os.path.basename(p) for p in glob.glob('/usr/local/cuda-*')), 'nvidia_smi_error': None}
     smi = host.which('nvidia-smi')
     if not smi:
         if installed is None and loaded is None:
@@ -186,7 +186,9 @@ def gpu(host, installed_packages, sysfs_version=SYSFS_NVIDIA_VERSION):
         return result
     rc, out, err = host.run([smi, '--query-gpu=name,driver_version', '--format=csv,noheader'])
     if rc != 0:
-        raise ManifestError('nvidia-smi failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
+        # What the packages and sysfs said stays; the GPUs are unknown (null), and why is said.
+        result['nvidia_smi_error'] = 'nvidia-smi failed (rc=%s): %s' % (rc, (err or out).strip()[-300:])
+        return result
     rows = [[c.strip() for c in line.split(',')] for line in out.splitlines() if line.strip()]
     result['gpus'] = [row[0] for row in rows]
     result['gpu_count'] = len(rows)

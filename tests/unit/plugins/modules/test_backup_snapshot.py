@@ -404,3 +404,16 @@ def test_restore_refuses_a_target_another_user_could_redirect(mocker, capsys, tm
         assert result['failed'] is True and result['error_kind'] == 'unsafe_target'
         assert not [c for c in commands.calls if 'restore' in c[0]]
     assert not os.path.exists(str(shared / 'fresh')) and os.listdir(str(victim)) == []
+
+
+def test_manifest_gpu_keeps_the_installed_driver_when_nvidia_smi_fails(tmp_path):
+    class Host(object):
+        def which(self, name):
+            return '/usr/bin/' + name
+
+        def run(self, argv):
+            return 9, '', 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver'
+
+    found = manifest.gpu(Host(), {'libnvidia-compute-570': '570.133.20-0ubuntu1', 'bash': '5.2'}, sysfs_version=str(tmp_path / 'none'))
+    assert found['driver_version'] == '570.133.20' and found['gpu_count'] is None
+    assert 'could not communicate' in found['nvidia_smi_error'] and found['nvidia_packages'] == {'libnvidia-compute-570': '570.133.20-0ubuntu1'}
