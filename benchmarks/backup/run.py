@@ -22,6 +22,7 @@ import tempfile
 import time
 
 PASSWORD = 'benchmark-only-password'
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'plugins', 'module_utils', '_manifest.py')
 
 
 def make_data(root, size_mib):
@@ -73,6 +74,11 @@ def main():
         zstd_version = subprocess.run(['zstd', '--version'], capture_output=True, text=True, check=True).stdout.strip()
         subprocess.run(['sync'], check=True)
         rows = []
+        # The system-state manifest as the timers write it before each snapshot (the module's own _manifest.py).
+        state = os.path.join(work, 'state')
+        rows.append(('manifest (timer writer, python3 -I)',
+                     timed([sys.executable, '-I', MANIFEST, '--state-dir', state, '--tag', 'bench', '--', data]),
+                     os.path.getsize(os.path.join(state, 'backup_manifest.json'))))
         timed(['restic', '--repo', repo, 'init'], env)
         rows.append(('restic first snapshot', timed(['restic', '--repo', repo, 'backup', '--host', 'bench', data], env), du(repo)))
         rows.append(('restic second snapshot (unchanged)', timed(['restic', '--repo', repo, 'backup', '--host', 'bench', data], env), du(repo)))

@@ -15,10 +15,13 @@ PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for ot
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import re
+import stat
 import time
+import urllib.parse
 
 MASK = '********'
 
@@ -26,16 +29,25 @@ MASK = '********'
 MISSING = 'missing'
 LOCKED = 'locked'
 WRONG_PASSWORD = 'wrong_password'
+PASSWORD_FILE = 'password_file'
+UNREACHABLE = 'unreachable'
 CORRUPT = 'corrupt'
 NO_SPACE = 'no_space'
 NO_SNAPSHOT = 'no_snapshot'
 ERROR = 'error'
 
 _CLASSIFIERS = [
+    (PASSWORD_FILE, re.compile(r'Resolving password failed|reading password from file', re.I),
+     'the repository password file is missing or unreadable (restic reads it as the user running the module)'),
     (WRONG_PASSWORD, re.compile(r'wrong password or no key found|no key found', re.I),
      'wrong repository password (or no key of this repository matches it)'),
     (LOCKED, re.compile(r'repository is already locked|unable to create lock', re.I),
      'the repository is locked by another restic process; when none runs, remove the stale lock with `restic unlock`'),
+    (UNREACHABLE, re.compile(r'dial tcp|connection refused|no such host|i/o timeout|network is unreachable|'
+                             r'no route to host|TLS handshake|x509: |subprocess ssh|unable to start the sftp session|'
+                             r'Connection closed by|Permission denied \(publickey|server response unexpected: 5\d\d|'
+                             r'context deadline exceeded|connection reset by peer', re.I),
+     'the repository cannot be reached (network, TLS, SSH or server): restic did not get to see whether it is intact'),
     (MISSING, re.compile(r'unable to open config file|Is there a repository at the following location|'
                          r'repository does not exist|does not exist.*config|unable to open repository', re.I),
      'no restic repository at this location: create it with action=init'),
@@ -45,9 +57,12 @@ _CLASSIFIERS = [
      'no such snapshot in the repository'),
     (CORRUPT, re.compile(r'repository contains errors|pack .* does not exist|Pack ID does not match|'
                          r'ciphertext verification failed|unexpected EOF|checksum mismatch|invalid data returned|'
-                         r'error for tree|blob .* not found|load index .* failed|decrypting blob .* failed', re.I),
+                         r'error for tree|blob .* not found|load index .* failed|decrypting blob .* failed|'
+                         r'Load\(<data/[0-9a-f]+>.*(no such file|returned error)|StreamPack: ', re.I),
      'the repository is damaged: run action=check with read_data_subset, then `restic repair` or restore from another copy'),
 ]
+# restic's backend retries a failed Load/Save/Stat up to ten times and prints each try.
+_RETRY = re.compile(r'^(\w+)\((<[^>]*>)?[^)]*\) (?:returned error|failed), retrying after [^:]+: (.*)$')
 
 
 class ResticError(Exception):
@@ -68,15 +83,66 @@ def classify(text):
     return ERROR, None
 
 
+_URL_AUTHORITY = re.compile(r'(\w+://)([^/\s]*)')
+
+
+def _split_authority(authority):
+    """(user, password or None, host) of a URL authority, as Go's net/url (restic) reads it: userinfo up to the
+    LAST '@', the password after the first ':' of the userinfo."""
+    if '@' not in authority:
+        return None, None, authority
+    userinfo, host = authority.rsplit('@', 1)
+    if ':' not in userinfo:
+        return userinfo, None, host
+    user, password = userinfo.split(':', 1)
+    return user, password, host
+
+
 def redact_url(url):
-    """rest:https://user:secret@host/ -> rest:https://user:********@host/."""
-    return re.sub(r'(://[^/:@\s]+:)[^@/\s]+@', r'\1%s@' % MASK, url or '')
+    """rest:https://user:se@cr/et@host/ -> rest:https://user:********@host/ (every URL in the text)."""
+    def mask(match):
+        user, password, host = _split_authority(match.group(2))
+        if password is None:
+            return match.group(0)
+        return '%s%s:%s@%s' % (match.group(1), user, MASK, host)
+    return _URL_AUTHORITY.sub(mask, url or '')
 
 
 def url_secret(url):
     """The password inside a repository URL (rest:https://user:secret@host/), or None."""
-    match = re.search(r'://[^/:@\s]+:([^@/\s]+)@', url or '')
-    return match.group(1) if match else None
+    match = _URL_AUTHORITY.search(url or '')
+    if not match:
+        return None
+    dummy, password, dummy2 = _split_authority(match.group(2))
+    return password or None
+
+
+def condense(text, limit=1500):
+    """restic's error output for a message: the retry chatter (one line per try) replaced by its cause and count,
+    repeated lines once, progress lines dropped; the last `limit` characters."""
+    retries = {}
+    lines = []
+    for line in (text or '').splitlines():
+        line = line.strip()
+        if not line or line.startswith('[') or line.startswith('using temporary cache'):
+            continue
+        match = _RETRY.match(line)
+        if match:
+            key = '%s %s: %s' % (match.group(1), match.group(2) or '', match.group(3))
+            if key not in retries:
+                retries[key] = 0
+                lines.append(key)
+            retries[key] += 1
+            continue
+        if line not in lines:
+            lines.append(line)
+    out = []
+    for line in lines:
+        if line in retries:
+            out.append('%s (retried %d times)' % (line, retries[line]))
+        else:
+            out.append(line)
+    return '\n'.join(out)[-limit:]
 
 
 def parse_json_lines(text):
@@ -121,13 +187,39 @@ def check_errors(text):
             if line.strip() and not line.strip().startswith(noise)]
 
 
+KEEP_MAX = 100000
+
+
 def retention_args(keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None):
+    """restic forget's policy flags. Every count must be an int from 1 to KEEP_MAX: restic takes a negative count
+    (or 0 on some versions) as "no limit" or "no policy", and a policy that keeps nothing forgets every snapshot."""
     args = []
     for flag, value in (('--keep-last', keep_last), ('--keep-daily', keep_daily), ('--keep-weekly', keep_weekly),
                         ('--keep-monthly', keep_monthly), ('--keep-yearly', keep_yearly)):
-        if value is not None:
-            args += [flag, str(value)]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= KEEP_MAX:
+            raise ResticError('%s must be a whole number from 1 to %d, not %r: nothing was forgotten' % (
+                flag[2:].replace('-', '_'), KEEP_MAX, value), kind='usage')
+        args += [flag, str(value)]
     return args
+
+
+_SUBSET = re.compile(r'^(?:(\d+)/(\d+)|(\d+(?:\.\d+)?)%|\d+[KMGT]?)$')
+
+
+def check_read_data_subset(value):
+    """restic check --read-data-subset: n/t (1 <= n <= t), x% (0 < x <= 100) or a size (500M)."""
+    match = _SUBSET.match(value or '')
+    ok = bool(match)
+    if match and match.group(1):
+        ok = 1 <= int(match.group(1)) <= int(match.group(2))
+    elif match and match.group(3):
+        ok = 0 < float(match.group(3)) <= 100
+    if not ok:
+        raise ResticError('read_data_subset must be n/t (1 <= n <= t), a percentage from 0 to 100 (10%%) or a size (500M), '
+                          'not %r' % (value,), kind='usage')
+    return value
 
 
 def filter_args(host=None, tags=None):
@@ -158,7 +250,8 @@ class Restic(object):
 
     # -- secrets -------------------------------------------------------------------------------------------
     def secrets(self):
-        values = [self.password, url_secret(self.repository)] + list(self.env.values())
+        secret = url_secret(self.repository)
+        values = [self.password, secret, urllib.parse.unquote(secret or '')] + list(self.env.values())
         return sorted(set(v for v in values if v and len(v) >= 3), key=len, reverse=True)
 
     def scrub(self, text):
@@ -210,7 +303,7 @@ class Restic(object):
     def error(self, command, rc, out, err):
         text = '%s\n%s' % (err, out)
         kind, hint = classify(text)
-        detail = '\n'.join(line for line in (err or out).strip().splitlines() if line.strip())[-1500:]
+        detail = condense(err if (err or '').strip() else out)
         msg = 'restic %s failed on repository %s (rc=%s, %s)' % (command, redact_url(self.repository), rc, kind)
         if hint:
             msg += ': %s' % hint
@@ -301,11 +394,13 @@ class Restic(object):
         if rc == 0:
             return {'ok': True, 'errors': [], 'output': out.strip()[-2000:]}
         kind, dummy = classify('%s\n%s' % (err, out))
-        if kind in (WRONG_PASSWORD, LOCKED, MISSING):
+        if kind != CORRUPT:
+            # A password file that cannot be read, a server that cannot be reached, a lock: not damage.
             raise self.error('check', rc, out, err)
-        errors = check_errors('%s\n%s' % (out, err))
-        raise ResticError(self.scrub('restic check found errors in repository %s (corrupt): %s' % (
-            redact_url(self.repository), '; '.join(errors[:20]) or err.strip()[-1500:])), kind=CORRUPT, rc=rc, output=errors)
+        errors = check_errors(condense('%s\n%s' % (out, err), limit=100000))
+        raise ResticError(self.scrub('restic check found errors in repository %s (corrupt): %d error line(s): %s' % (
+            redact_url(self.repository), len(errors), '; '.join(errors[:20])[-1500:] or condense(err))),
+            kind=CORRUPT, rc=rc, output=errors[:100])
 
     def ls(self, snapshot):
         dummy, values, dummy2 = self.run_json(['ls', snapshot])
@@ -323,6 +418,92 @@ class Restic(object):
         if rc != 0 or re.search(r'There were \d+ errors|no space left on device', '%s\n%s' % (out, err), re.I):
             raise self.error('restore', rc, out, err)
         return out
+
+
+UNSAFE_TARGET = 'unsafe_target'
+
+
+def _trusted_owner(info):
+    # root, or the user running the module (an unprivileged run cannot write through another user's links anyway)
+    return info.st_uid in (0, os.geteuid())
+
+
+def private_target(target):
+    """Make `target` safe to restore into as root, or raise ResticError(unsafe_target); returns the path.
+
+    Refused: a relative path, '..' in it, any existing component that is a symbolic link, a world- or group-writable
+    directory above it without the sticky bit, a component below a sticky world-writable directory (/tmp, /var/tmp)
+    that is not owned by root, and a parent that is not owned by root or is group/world-writable - there another
+    user could plant a link that restic (as root) would follow. A missing target (and missing directories above it)
+    is created 0700 with mkdir, which never follows a link, then checked again with O_NOFOLLOW.
+    """
+    if not isinstance(target, str) or not target.startswith('/') or '\x00' in target:
+        raise ResticError('target must be an absolute path, not %r' % (target,), kind=UNSAFE_TARGET)
+    parts = [p for p in target.split('/') if p not in ('', '.')]
+    if '..' in parts:
+        raise ResticError('target %s must not contain ..' % target, kind=UNSAFE_TARGET)
+    path = '/'
+    parent_info = os.lstat('/')
+    for index, name in enumerate(parts):
+        path = os.path.join(path, name)
+        last = index == len(parts) - 1
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            info = None
+        if info is None:
+            _check_parent(path, parent_info)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass  # raced: checked like any existing component below
+            except OSError as exc:
+                raise ResticError('cannot create the restore target %s: %s' % (path, exc), kind=UNSAFE_TARGET) from exc
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and _trusted_owner(info):
+                os.chmod(path, 0o700)
+                info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise ResticError('refusing to restore into %s: %s is a symbolic link (restic would follow it as root)' % (
+                target, path), kind=UNSAFE_TARGET)
+        if not stat.S_ISDIR(info.st_mode):
+            raise ResticError('refusing to restore into %s: %s is not a directory' % (target, path), kind=UNSAFE_TARGET)
+        if parent_info.st_mode & stat.S_IWOTH and parent_info.st_mode & stat.S_ISVTX and not _trusted_owner(info):
+            raise ResticError('refusing to restore into %s: %s (in a world-writable directory) belongs to uid %d, not root' % (
+                target, path, info.st_uid), kind=UNSAFE_TARGET)
+        if last:
+            _check_parent(path, parent_info)
+        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+            raise ResticError('refusing to restore into %s: %s is writable by other users' % (target, path), kind=UNSAFE_TARGET)
+        parent_info = info
+    if parts:
+        info = parent_info
+        if not _trusted_owner(info) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ResticError('refusing to restore into %s: it belongs to uid %d with mode %o; use a directory of root, '
+                              'not writable by others' % (target, info.st_uid, stat.S_IMODE(info.st_mode)), kind=UNSAFE_TARGET)
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_NOFOLLOW', 0))
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ResticError('refusing to restore into %s: it changed into a link while it was checked' % target,
+                                  kind=UNSAFE_TARGET) from exc
+            raise ResticError('cannot open the restore target %s: %s' % (target, exc), kind=UNSAFE_TARGET) from exc
+        try:
+            now = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise ResticError('refusing to restore into %s: it was replaced while it was checked' % target, kind=UNSAFE_TARGET)
+    return target
+
+
+def _check_parent(path, parent_info):
+    """The directory that holds `path` must be root's and writable by root alone."""
+    if not _trusted_owner(parent_info) or parent_info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ResticError('refusing to restore into %s: its parent directory belongs to uid %d with mode %o (another user '
+                          'could plant a link there); restore under a directory of root that only root can write, such '
+                          'as /var/lib/onprem_ai/drill' % (path, parent_info.st_uid, stat.S_IMODE(parent_info.st_mode)),
+                          kind=UNSAFE_TARGET)
 
 
 def snapshot_age(snapshot_time, now=None):

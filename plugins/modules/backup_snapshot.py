@@ -29,8 +29,10 @@ description:
     against the snapshot and against the manifest stored with it.
   - The password is passed to restic in the environment (O(password)) or as a file (O(password_file)), never on the
     command line, and it is removed from every output and error message.
-  - Errors say what is wrong, in RV(error_kind) too - C(missing) repository, C(locked), C(wrong_password),
-    C(corrupt), C(no_space) (restore target full), C(no_snapshot).
+  - Errors say what is wrong, in RV(error_kind) too - C(missing) repository (not initialised), C(unreachable)
+    (network, TLS, SSH), C(password_file) (missing or unreadable), C(locked), C(wrong_password), C(corrupt) (with the
+    cause and how often restic retried, not each retry), C(no_space) (restore target full), C(no_snapshot),
+    C(unsafe_target) (restore target), C(usage) (an option out of range).
 author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
@@ -113,16 +115,24 @@ options:
         C(reason:...) tag.
     type: str
   keep_last:
-    description: Keep the last N snapshots (O(action=forget)).
+    description:
+      - Keep the last N snapshots (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
+        negative count as a policy that would forget every snapshot).
     type: int
   keep_daily:
-    description: Keep one snapshot a day for N days (O(action=forget)).
+    description:
+      - Keep one snapshot a day for N days (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
+        negative count as a policy that would forget every snapshot).
     type: int
   keep_weekly:
-    description: Keep one snapshot a week for N weeks (O(action=forget)).
+    description:
+      - Keep one snapshot a week for N weeks (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
+        negative count as a policy that would forget every snapshot).
     type: int
   keep_monthly:
-    description: Keep one snapshot a month for N months (O(action=forget)).
+    description:
+      - Keep one snapshot a month for N months (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
+        negative count as a policy that would forget every snapshot).
     type: int
   group_by:
     description:
@@ -142,16 +152,21 @@ options:
     default: true
   read_data_subset:
     description:
-      - With O(action=check), also read and verify this part of the data, for example V(10%) or V(1/5).
+      - With O(action=check), also read and verify this part of the data - V(n/t) (1 <= n <= t, for example V(1/5)),
+        a percentage from 0 to 100 (V(10%)) or a size (V(500M)).
     type: str
   snapshot:
     description:
-      - Snapshot ID (short or full) or V(latest) (of O(host) and O(tags) when given) for O(action=restore).
+      - Snapshot ID (short or full, 4 to 64 hex digits) or V(latest) (of O(host) and O(tags) when given) for
+        O(action=restore).
     type: str
     default: latest
   target:
     description:
       - Directory to restore into (O(action=restore)). V(/) restores in place.
+      - restic restores as root and follows links it finds, so the target must be private - no component of the
+        path may be a symbolic link, and its parent directory must belong to root and be writable by root alone
+        (not V(/tmp) or V(/var/tmp) themselves). A missing target is created with mode 0700, without following links.
     type: path
   include:
     description:
@@ -167,8 +182,9 @@ options:
     default: true
   manifest:
     description:
-      - Write the system-state manifest to O(state_dir)C(/backup_manifest.json) before O(action=backup) and include it
-        in the snapshot.
+      - Write the system-state manifest to O(state_dir)C(/backup_manifest.json) (mode 0600) before O(action=backup) and
+        include it in the snapshot. Parts that cannot be read are null and named in its C(unreadable) field, with a
+        warning; they never stop the backup.
     type: bool
     default: true
   state_dir:
@@ -180,6 +196,23 @@ options:
     description:
       - restic cache directory (restic's default when not set).
     type: path
+  models_root:
+    description:
+      - Where onprem_ai.maintenance.model_pull keeps its models (its O(onprem_ai.maintenance.model_pull#module:dest_root));
+        the manifest records each model's current version, digest and size from there (never its source URLs).
+    type: path
+    default: /var/lib/onprem_ai/models
+  litellm_dir:
+    description:
+      - Install directory of the onprem_ai.maintenance.litellm_gateway role (C(venvs/<version>), C(current) link); the
+        manifest records the version in use.
+    type: path
+    default: /opt/litellm
+  litellm_config:
+    description:
+      - LiteLLM configuration whose sha256 the manifest records.
+    type: path
+    default: /etc/litellm/config.yaml
 notes:
   - restic 0.14 (Debian 12) or newer. S3-compatible and REST repositories are passed through to restic unchanged.
   - The manifest records public models by digest; the onprem_ai.maintenance.backup role excludes their files unless told otherwise.
@@ -261,7 +294,7 @@ EXAMPLES = r'''
     password_file: /etc/onprem_ai/restic.pass
     snapshot: latest
     include: [/etc/litellm]
-    target: /var/tmp/restore
+    target: /var/lib/onprem_ai/drill/restore
 '''
 
 RETURN = r'''
@@ -303,7 +336,9 @@ check:
 manifest:
   description:
     - The system-state manifest stored with the snapshot (O(action=backup)) or found in the restored snapshot
-      (O(action=restore)) - packages, gpu (driver, CUDA), models, container_images, litellm, records, paths.
+      (O(action=restore)) - packages, gpu (driver, CUDA), models, container_images, litellm, paths, unreadable
+      (the parts that could not be read, and why), and record_names; the collection's records themselves stay in
+      the file (0600) and are never returned.
   returned: when action is backup or restore and a manifest is there
   type: dict
 manifest_path:
@@ -325,22 +360,31 @@ duration:
   returned: always
   type: float
 error_kind:
-  description: On failure - missing, locked, wrong_password, corrupt, no_space, no_snapshot, not_installed or error.
+  description:
+    - On failure - missing, unreachable, password_file, locked, wrong_password, corrupt, no_space, no_snapshot,
+      unsafe_target, usage, verify, not_installed, state, os or error.
   returned: failure
   type: str
 '''
 
 import json
 import os
+import re
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import (
-    Restic, ResticError, redact_url, retention_args, snapshot_age, url_secret, verify_restore)
+    KEEP_MAX, Restic, ResticError, check_read_data_subset, private_target, redact_url, retention_args, snapshot_age,
+    url_secret, verify_restore)
+
+KEEPS = ('keep_last', 'keep_daily', 'keep_weekly', 'keep_monthly')
+_ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+_SNAPSHOT = re.compile(r'^(latest|[0-9a-f]{4,64})$')
+_PATH_OPTIONS = ('password_file', 'state_dir', 'cache_dir', 'target', 'models_root', 'litellm_dir', 'litellm_config')
 
 
 def _covered(path, paths):
@@ -349,6 +393,59 @@ def _covered(path, paths):
 
 def _reason_tag(reason):
     return 'reason:' + ''.join(c if c.isalnum() or c in '-_.' else '-' for c in reason)[:60]
+
+
+def _usage(msg):
+    return ResticError(msg, kind='usage')
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+
+
+def validate(params):
+    """Every option with a range or a shape, checked before restic runs or anything is written (ResticError usage)."""
+    for name, value in params.items():
+        if any('\x00' in text for text in _strings(value)):
+            raise _usage('%s must not contain a NUL character' % name)
+    for name in KEEPS:
+        value = params.get(name)
+        if value is not None and not 1 <= value <= KEEP_MAX:
+            # restic reads a negative count as "unlimited" or a policy that keeps nothing: every snapshot would go.
+            raise _usage('%s must be from 1 to %d, not %d; nothing was forgotten' % (name, KEEP_MAX, value))
+    if not params['repository'].strip() or any(c in params['repository'] for c in '\r\n'):
+        raise _usage('repository must be a restic repository (a path or a URL on one line)')
+    for name in _PATH_OPTIONS:
+        if params.get(name) is not None and not params[name].startswith('/'):
+            raise _usage('%s must be an absolute path, not %r' % (name, params[name]))
+    for path in params['paths']:
+        if not path or not path.startswith('/'):
+            raise _usage('paths must be absolute paths, not %r' % (path,))
+    for name in ('tags', 'exclude', 'include'):
+        for item in params[name]:
+            if not item or not item.strip() or any(c in item for c in '\r\n') or (name == 'tags' and ',' in item):
+                raise _usage('%s must be non-empty single-line strings%s, not %r' % (name, ' without commas' if name == 'tags' else '', item))
+    for name in ('host', 'reason'):
+        value = params.get(name)
+        if value is not None and (not value.strip() or any(c in value for c in '\r\n') or len(value) > 1000):
+            raise _usage('%s must be a non-empty line of at most 1000 characters' % name)
+    if not _SNAPSHOT.match(params['snapshot'] or ''):
+        raise _usage('snapshot must be latest or a snapshot ID (4 to 64 hex digits), not %r' % (params['snapshot'],))
+    if params['read_data_subset'] is not None:
+        check_read_data_subset(params['read_data_subset'])
+    for key, value in (params['env'] or {}).items():
+        if not _ENV_NAME.match(key):
+            raise _usage('env names must be environment variable names (letters, digits, _), not %r' % (key,))
+        if isinstance(value, (dict, list)) or value is None:
+            raise _usage('env %s must be a string' % key)
 
 
 def do_backup(module, restic, params, result):
@@ -362,11 +459,18 @@ def do_backup(module, restic, params, result):
     if params['reason']:
         tags.append(_reason_tag(params['reason']))
     if params['manifest']:
-        data = manifest_utils.build(module, paths, exclude=params['exclude'], state_dir=params['state_dir'], tags=tags, reason=params['reason'])
-        result['manifest_path'] = state.state_path(params['state_dir'], manifest_utils.MANIFEST_NAME)
+        data = manifest_utils.build(manifest_utils.ModuleHost(module), paths, exclude=params['exclude'], state_dir=params['state_dir'],
+                                    tags=tags, reason=params['reason'], models_root=params['models_root'],
+                                    litellm_dir=params['litellm_dir'], litellm_config=params['litellm_config'])
+        result['manifest_path'] = os.path.join(params['state_dir'], manifest_utils.MANIFEST_FILE)
         if not module.check_mode:
-            state.save(params['state_dir'], manifest_utils.MANIFEST_NAME, data)
-        result['manifest'] = data
+            try:
+                manifest_utils.write(result['manifest_path'], data)
+            except OSError as exc:
+                raise state.StateError('cannot write the manifest %s: %s' % (result['manifest_path'], exc)) from exc
+        result['manifest'] = manifest_utils.public(data)
+        for name, why in sorted(data['unreadable'].items()):
+            module.warn('manifest: %s not recorded: %s' % (name, why))
         if not _covered(result['manifest_path'], paths):
             paths.append(result['manifest_path'])
     if not paths:
@@ -393,9 +497,11 @@ def do_restore(module, restic, params, result):
     if module.check_mode:
         result['changed'] = True
         return
+    # restic restores as root and follows links it finds in the target: only a directory nobody else can write.
+    private_target(params['target'])
     restic.restore(snap['id'], params['target'], include=params['include'], exclude=params['exclude'], verify=params['verify'])
     result['changed'] = True
-    manifest_path = os.path.join(params['target'], state.state_path(params['state_dir'], manifest_utils.MANIFEST_NAME).lstrip('/'))
+    manifest_path = os.path.join(params['target'], os.path.join(params['state_dir'], manifest_utils.MANIFEST_FILE).lstrip('/'))
     data = None
     if os.path.isfile(manifest_path):
         try:
@@ -403,12 +509,15 @@ def do_restore(module, restic, params, result):
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             module.warn('cannot read the restored manifest %s: %s' % (manifest_path, exc))
-        result['manifest'] = data
+        if not isinstance(data, dict):
+            data = None
+        result['manifest'] = manifest_utils.public(data)
         result['manifest_path'] = manifest_path
     if params['verify']:
         check = verify_restore(restic.ls(snap['id']), params['target'], params['include'])
         if data is not None:
-            recorded = [p for p in data.get('paths') or [] if not params['include'] or _covered(p['path'], params['include'])]
+            recorded = [p for p in data.get('paths') or []
+                        if isinstance(p, dict) and (not params['include'] or _covered(str(p.get('path')), params['include']))]
             check['manifest'] = manifest_utils.compare(dict(data, paths=recorded), params['target'])
             check['ok'] = check['ok'] and check['manifest']['ok']
         result['verification'] = check
@@ -419,6 +528,7 @@ def do_restore(module, restic, params, result):
 
 
 def run(module, params, result):
+    validate(params)
     restic = Restic(module, params['repository'], password=params['password'], password_file=params['password_file'],
                     env=params['env'], cache_dir=params['cache_dir'])
     result['_restic'] = restic
@@ -448,9 +558,13 @@ def run(module, params, result):
 
 
 def main():
+    # A password inside the repository URL makes the whole option no_log, decided before AnsibleModule validates the
+    # arguments: a failure there prints the module's arguments, with only the no_log values masked.
+    raw = _load_params()
+    repository = raw.get('repository') if isinstance(raw, dict) else None
     module = AnsibleModule(
         argument_spec=dict(
-            repository=dict(type='str', required=True, no_log=False),
+            repository=dict(type='str', required=True, no_log=bool(isinstance(repository, str) and url_secret(repository))),
             password=dict(type='str', no_log=True),
             password_file=dict(type='path', no_log=False),
             env=dict(type='dict', default={}, no_log=True),
@@ -474,6 +588,9 @@ def main():
             manifest=dict(type='bool', default=True),
             state_dir=dict(type='path', default='/var/lib/onprem_ai'),
             cache_dir=dict(type='path'),
+            models_root=dict(type='path', default=manifest_utils.MODELS_ROOT),
+            litellm_dir=dict(type='path', default=manifest_utils.LITELLM_INSTALL_DIR),
+            litellm_config=dict(type='path', default=manifest_utils.LITELLM_CONFIG),
         ),
         required_one_of=[('password', 'password_file')],
         mutually_exclusive=[('password', 'password_file')],
@@ -481,10 +598,13 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    # A password inside the repository URL is a secret like the no_log options: out of the logged arguments too.
-    url_password = url_secret(params['repository'])
-    if url_password:
-        module.no_log_values.add(url_password)
+    # AnsibleModule lists the no_log values before it turns a JSON or k=v string into a dict, so an env given as a
+    # string would only have the whole string masked: mask each value (and a password inside the repository URL).
+    secrets = [str(v) for v in (params['env'] or {}).values() if v is not None and not isinstance(v, (dict, list))]
+    secrets.append(url_secret(params['repository']))
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            module.no_log_values.add(secret)
     result = {'changed': False, 'action': params['action'], 'repository': redact_url(params['repository'])}
     started = time.time()
     try:
@@ -496,8 +616,14 @@ def main():
         msg = restic.scrub(str(exc)) if restic else str(exc)
         module.fail_json(msg=msg, error_kind=exc.kind, **(restic.scrub_value(result) if restic else result))
     except state.StateError as exc:
-        result.pop('_restic', None)
-        module.fail_json(msg=str(exc), error_kind='state', **result)
+        restic = result.pop('_restic', None)
+        result.pop('manifest', None)
+        module.fail_json(msg=restic.scrub(str(exc)) if restic else str(exc), error_kind='state', **result)
+    except OSError as exc:
+        restic = result.pop('_restic', None)
+        result.pop('manifest', None)
+        msg = 'cannot %s: %s' % (params['action'], exc)
+        module.fail_json(msg=restic.scrub(msg) if restic else msg, error_kind='os', **result)
     restic = result.pop('_restic')
     result['duration'] = round(time.time() - started, 3)
     module.exit_json(**restic.scrub_value(result))

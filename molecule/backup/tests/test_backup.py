@@ -14,7 +14,14 @@ import testinfra.utils.ansible_runner
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE']).get_hosts('gpu_nodes')
 
 RESTIC = 'restic --repo /var/backups/onprem_ai/restic --password-file /etc/onprem_ai/restic.pass --no-cache '
-DRILL = '/var/tmp/onprem_ai_drill'
+DRILL_DIR = '/var/lib/onprem_ai/drill'
+MANIFEST_SOURCE = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins', 'module_utils', '_manifest.py')
+
+
+def drill_target(host):
+    """The private directory the latest drill restored into (mkdtemp under DRILL_DIR)."""
+    report = json.loads(host.file('/var/lib/onprem_ai/dr/dr_drill.json').content_string)
+    return report['drills'][-1]['target']
 
 
 def snapshots(host):
@@ -62,7 +69,7 @@ def test_repository_checks_clean(host):
 
 def test_restored_files_equal_originals(host):
     for path in ['/srv/data/app/blob.bin', '/etc/litellm/config.yaml', '/srv/models/custom/adapter/weights.bin']:
-        assert host.file(DRILL + path).sha256sum == host.file(path).sha256sum
+        assert host.file(drill_target(host) + path).sha256sum == host.file(path).sha256sum
 
 
 def recorded_sha256(host, snapshot, path):
@@ -83,16 +90,46 @@ def test_drill_apply_brought_the_node_back_to_the_recorded_state(host):
     weights = host.file('/srv/models/custom/adapter/weights.bin')
     assert weights.is_file and weights.size == 1024 * 1024
     assert weights.sha256sum == recorded_sha256(host, snapshot, '/srv/models/custom/adapter/weights.bin')
-    manifest = json.loads(host.file(DRILL + '/var/lib/onprem_ai/backup_manifest.json').content_string)
+    manifest = json.loads(host.file(drill_target(host) + '/var/lib/onprem_ai/backup_manifest.json').content_string)
     assert host.package('restic').version == manifest['packages']['restic']
 
 
 def test_restored_manifest_records_the_system_state(host):
-    manifest = json.loads(host.file(DRILL + '/var/lib/onprem_ai/backup_manifest.json').content_string)
+    manifest = json.loads(host.file(drill_target(host) + '/var/lib/onprem_ai/backup_manifest.json').content_string)
     assert manifest['packages']['restic'].startswith('0.14')
     assert manifest['gpu']['driver_version'] == '550.127.08'
-    assert manifest['models'][0]['digest'] == 'sha256:5e1f'
+    # Written by the timer with the same code as the module: model_pull's store, the gateway role's LiteLLM.
+    assert manifest['models'][0]['digest'] == 'sha256:5e1f' and manifest['models'][0]['version'] == '3.1'
+    assert manifest['litellm']['version'] == '1.108.7' and manifest['litellm']['venv'] == '1.108.7'
     assert manifest['tags'] == ['monthly']
+    assert 'pull-Secret-77' not in json.dumps(manifest)
+
+
+def test_manifest_is_private_and_the_timer_runs_the_module_code(host):
+    manifest = host.file('/var/lib/onprem_ai/backup_manifest.json')
+    assert manifest.mode == 0o600 and manifest.user == 'root'
+    with open(MANIFEST_SOURCE) as handle:
+        assert host.file('/usr/local/lib/onprem_ai/backup_manifest.py').content_string == handle.read()
+
+
+def test_backup_service_is_sandboxed(host):
+    props = dict(line.split('=', 1) for line in host.check_output(
+        'systemctl show -p NoNewPrivileges,ProtectSystem,ProtectHome,PrivateTmp,CapabilityBoundingSet,ReadWritePaths '
+        'onprem-ai-backup-daily.service').splitlines())
+    assert props['NoNewPrivileges'] == 'yes' and props['ProtectSystem'] == 'strict'
+    assert props['ProtectHome'] == 'read-only' and props['PrivateTmp'] == 'yes'
+    assert set(props['CapabilityBoundingSet'].split()) == {'cap_dac_override', 'cap_dac_read_search'}
+    assert '/var/backups/onprem_ai/restic' in props['ReadWritePaths']
+
+
+def test_drills_restore_into_a_private_directory(host):
+    drill_dir = host.file(DRILL_DIR)
+    assert drill_dir.is_directory and not drill_dir.is_symlink and drill_dir.user == 'root' and drill_dir.mode == 0o700
+    target = drill_target(host)
+    assert target.startswith(DRILL_DIR + '/restore-') and host.file(target).mode == 0o700
+    # Only the latest drill's restore is kept; nothing under the world-writable /var/tmp.
+    assert host.check_output('ls %s' % DRILL_DIR).split() == [os.path.basename(target)]
+    assert not host.file('/var/tmp/onprem_ai_drill').exists
 
 
 def test_timers_enabled(host):
@@ -121,3 +158,6 @@ def test_faults_reported_clearly(host):
     assert 'Wr0ng-Passw0rd-9d41' not in json.dumps(faults) and 'molecule-Backup-Pass-7f3c' not in json.dumps(faults)
     assert 'corrupt' in faults['deleted'] and 'corrupt' in faults['altered']
     assert 'no space left on device' in faults['full']
+    assert 'password file' in faults['password_file'] and 'corrupt' not in faults['password_file']
+    assert 'symbolic link' in faults['planted']
+    assert 'retrying after' not in faults['retries'] and 'retried' in faults['retries']

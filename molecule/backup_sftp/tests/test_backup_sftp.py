@@ -37,7 +37,10 @@ def test_node_sees_one_pre_update_snapshot(host):
 def test_restored_files_equal_originals(host):
     if host.backend.get_hostname() != 'molecule-backup-sftp-node':
         return
-    for path in ['/srv/data/app/blob.bin', '/etc/litellm/config.yaml']:
-        assert host.file('/var/tmp/onprem_ai_drill' + path).sha256sum == host.file(path).sha256sum
     report = json.loads(host.file('/var/lib/onprem_ai/dr/dr_drill.json').content_string)
+    # The drill restored into a private mkdtemp directory under /var/lib/onprem_ai/drill (root, 0700).
+    target = report['drills'][-1]['target']
+    assert target.startswith('/var/lib/onprem_ai/drill/restore-') and host.file(target).mode == 0o700
+    for path in ['/srv/data/app/blob.bin', '/etc/litellm/config.yaml']:
+        assert host.file(target + path).sha256sum == host.file(path).sha256sum
     assert report['drills'][-1]['ok'] is True and report['drills'][-1]['repository'].startswith('sftp:')

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -211,3 +213,194 @@ def test_snapshot_age():
     assert restic.snapshot_age('2025-11-25T22:41:02.500000000Z', now=now) == 9.5
     assert restic.snapshot_age('2025-11-25T23:41:02+01:00', now=now) == 10.0
     assert restic.snapshot_age('garbage', now=now) is None
+
+
+# -- issue 11 ------------------------------------------------------------------------------------------------
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'restic')
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+@pytest.mark.parametrize('value', [-1, 0, -100, restic.KEEP_MAX + 1, True, '3', 2.5])
+def test_retention_refuses_counts_out_of_range(value):
+    # keep_last: -1 made restic forget (and prune) every snapshot.
+    with pytest.raises(restic.ResticError) as info:
+        restic.retention_args(keep_last=value)
+    assert info.value.kind == 'usage' and 'nothing was forgotten' in str(info.value)
+
+
+def test_retention_accepts_the_range():
+    assert restic.retention_args(keep_last=1, keep_daily=restic.KEEP_MAX) == ['--keep-last', '1', '--keep-daily', str(restic.KEEP_MAX)]
+
+
+@pytest.mark.parametrize('url,masked,secret', [
+    ('rest:https://n1:p@ss@backup:8000/n1/', 'rest:https://n1:********@backup:8000/n1/', 'p@ss'),
+    ('rest:https://n1:a@b@c@backup/n1', 'rest:https://n1:********@backup/n1', 'a@b@c'),
+    ('rest:https://n1:pa:ss@backup:8000/', 'rest:https://n1:********@backup:8000/', 'pa:ss'),
+    ('rest:https://n1:p%40ss@backup:8000/', 'rest:https://n1:********@backup:8000/', 'p%40ss'),
+    ('s3:https://key:sec@ret@s3.example/bucket', 's3:https://key:********@s3.example/bucket', 'sec@ret'),
+    ('rest:https://n1@backup:8000/n1', 'rest:https://n1@backup:8000/n1', None),
+    ('rest:https://backup:8000/path@x', 'rest:https://backup:8000/path@x', None),
+    ('sftp:backup@host:/srv/restic', 'sftp:backup@host:/srv/restic', None),
+    ('/srv/restic', '/srv/restic', None),
+])
+def test_url_password_masked_up_to_the_last_at(url, masked, secret):
+    assert restic.redact_url(url) == masked
+    assert restic.url_secret(url) == secret
+    if secret:
+        repo = restic.Restic(ScriptedModule([]), url, password=PASSWORD)
+        text = repo.scrub('Fatal: open %s failed (%s)' % (url, secret))
+        assert secret not in text and secret.split('@')[-1] not in text.split('failed')[1]
+
+
+def test_url_password_with_at_is_masked_in_errors():
+    url = 'rest:https://n1:pa@ss-31kd@backup:8000/n1/'
+    module = ScriptedModule([([BIN, '--password-file', '/etc/p', 'snapshots', '--json'],
+                              (1, '', 'Fatal: unable to open config file: Head "https://n1:pa@ss-31kd@backup:8000/n1/config": '
+                                      'dial tcp: lookup backup: no such host\n'))])
+    repo = restic.Restic(module, url, password_file='/etc/p')
+    with pytest.raises(restic.ResticError) as info:
+        repo.snapshots()
+    assert 'ss-31kd' not in str(info.value) and 'pa@ss' not in str(info.value)
+    assert info.value.kind == 'unreachable'
+
+
+# Captured from restic 0.14.0 (Debian 12) on this machine: --password-file naming a missing file, a REST server
+# that refuses the connection, an SFTP server that cannot be reached.
+@pytest.mark.parametrize('err,kind', [
+    ('Resolving password failed: Fatal: /etc/onprem_ai/nope does not exist\n', 'password_file'),
+    ('Resolving password failed: open /etc/onprem_ai/restic.pass: permission denied\n', 'password_file'),
+    ('Fatal: unable to open config file: client.Head: Head "http://u:***@127.0.0.1:1/x/config": dial tcp 127.0.0.1:1: '
+     'connect: connection refused\nIs there a repository at the following location?\nrest:http://u:***@127.0.0.1:1/x/\n', 'unreachable'),
+    ('subprocess ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused\nFatal: unable to open repository at '
+     'sftp:nobody@127.0.0.1:/x: unable to start the sftp session, error: EOF\n', 'unreachable'),
+    ('unable to create lock in backend: repository is already locked by PID 4099 on vm by root (UID 0, GID 0)\n'
+     'lock was created at 2026-12-02 04:31:44 (2.894889243s ago)\nstorage ID ae088b1c\n'
+     'the `unlock` command can be used to remove stale locks\n', 'locked'),
+    ('Fatal: unable to open config file: stat none/config: no such file or directory\n'
+     'Is there a repository at the following location?\nnone\n', 'missing'),
+])
+def test_classification_of_real_failures(err, kind):
+    assert restic.classify(err)[0] == kind
+
+
+@pytest.mark.parametrize('err,kind', [
+    ('Resolving password failed: Fatal: /etc/onprem_ai/nope does not exist\n', 'password_file'),
+    ('Fatal: unable to open config file: client.Head: dial tcp 127.0.0.1:1: connect: connection refused\n', 'unreachable'),
+    ('unable to create lock in backend: repository is already locked by PID 4099 on vm by root\n', 'locked'),
+    ('Fatal: an unexpected thing\n', 'error'),
+])
+def test_check_reports_corrupt_only_for_damage(err, kind):
+    # check used to report every failure, even a missing password file, as a corrupt repository.
+    dummy, repo = make([(REPO + ['check'], (1, 'using temporary cache in /tmp/x\n', err))])
+    with pytest.raises(restic.ResticError) as info:
+        repo.check()
+    assert info.value.kind == kind and 'corrupt' not in str(info.value)
+
+
+def test_check_of_a_deleted_pack_is_corrupt():
+    out, err = fixture('check_deleted_pack.stdout'), fixture('check_deleted_pack.stderr')
+    dummy, repo = make([(REPO + ['check'], (1, out, err))])
+    with pytest.raises(restic.ResticError) as info:
+        repo.check()
+    assert info.value.kind == 'corrupt' and 'does not exist' in str(info.value) and '1 error line' in str(info.value)
+
+
+def test_retry_chatter_is_condensed_to_its_cause_and_count():
+    # restic 0.14.0 restoring a snapshot whose data pack was deleted: ten "Load(...) returned error, retrying" lines.
+    err = fixture('restore_missing_pack.stderr')
+    assert err.count('returned error, retrying') == 10
+    module = ScriptedModule([([BIN, '--repo', '/srv/restic', 'restore', 'abcd1234', '--target', '/t', '--verify'], (1, '', err))])
+    repo = restic.Restic(module, '/srv/restic', password=PASSWORD)
+    with pytest.raises(restic.ResticError) as info:
+        repo.restore('abcd1234', '/t')
+    msg = str(info.value)
+    assert info.value.kind == 'corrupt'
+    assert msg.count('Load') == 1 and 'retried 10 times' in msg and 'no such file or directory' in msg
+    assert 'retrying after' not in msg and len(msg) < 1500
+
+
+def test_condense_keeps_distinct_lines_once():
+    text = 'a\n[0:01] 10%\nb\na\nLoad(<data/1>, 0, 0) returned error, retrying after 1s: boom\nLoad(<data/1>, 0, 0) returned error, retrying after 2s: boom\n'
+    assert restic.condense(text) == 'a\nb\nLoad <data/1>: boom (retried 2 times)'
+
+
+@pytest.mark.parametrize('value,ok', [('10%', True), ('100%', True), ('0.5%', True), ('1/5', True), ('5/5', True), ('500M', True),
+                                      ('0%', False), ('101%', False), ('0/5', False), ('6/5', False), ('-1/5', False),
+                                      ('x', False), ('', False), ('10%;rm', False)])
+def test_read_data_subset_shape(value, ok):
+    if ok:
+        assert restic.check_read_data_subset(value) == value
+    else:
+        with pytest.raises(restic.ResticError):
+            restic.check_read_data_subset(value)
+
+
+# -- restore target --------------------------------------------------------------------------------------------
+NOBODY = 65534
+
+
+def test_private_target_is_created_0700(tmp_path):
+    target = tmp_path / 'drill' / 'restore'
+    assert restic.private_target(str(target)) == str(target)
+    assert stat.S_IMODE(os.lstat(str(target)).st_mode) == 0o700
+    assert stat.S_IMODE(os.lstat(str(tmp_path / 'drill')).st_mode) == 0o700
+
+
+def test_private_target_refuses_a_symlink_component(tmp_path):
+    (tmp_path / 'real').mkdir()
+    os.symlink(str(tmp_path / 'real'), str(tmp_path / 'link'))
+    for target in (tmp_path / 'link', tmp_path / 'link' / 'restore'):
+        with pytest.raises(restic.ResticError) as info:
+            restic.private_target(str(target))
+        assert info.value.kind == 'unsafe_target' and 'symbolic link' in str(info.value)
+    assert not os.path.exists(str(tmp_path / 'real' / 'restore'))
+
+
+def test_private_target_refuses_a_world_writable_parent(tmp_path):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(str(shared), 0o1777)  # like /var/tmp
+    with pytest.raises(restic.ResticError) as info:
+        restic.private_target(str(shared / 'onprem_ai_drill'))
+    assert info.value.kind == 'unsafe_target' and not os.path.exists(str(shared / 'onprem_ai_drill'))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to hand a directory to another user')
+def test_private_target_refuses_a_parent_of_another_user_with_a_planted_link(tmp_path):
+    # The finding: another user owns the parent and plants a link where the target will be; root follows it.
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    os.symlink(str(victim), str(theirs / 'restore'))
+    with pytest.raises(restic.ResticError) as info:
+        restic.private_target(str(theirs / 'restore'))
+    assert info.value.kind == 'unsafe_target'
+    with pytest.raises(restic.ResticError):
+        restic.private_target(str(theirs / 'fresh'))
+    assert not os.path.exists(str(theirs / 'fresh'))
+    # A component under a sticky world-writable directory that another user owns is refused too.
+    sticky = tmp_path / 'tmp'
+    sticky.mkdir()
+    os.chmod(str(sticky), 0o1777)
+    (sticky / 'dir').mkdir()
+    os.chown(str(sticky / 'dir'), NOBODY, NOBODY)
+    with pytest.raises(restic.ResticError):
+        restic.private_target(str(sticky / 'dir' / 'sub' / 'restore'))
+
+
+def test_private_target_refuses_relative_and_dotdot(tmp_path):
+    for target in ('relative/dir', str(tmp_path / 'a' / '..' / 'b'), '/x\x00y'):
+        with pytest.raises(restic.ResticError):
+            restic.private_target(target)
+
+
+def test_private_target_accepts_root_and_an_existing_private_dir(tmp_path):
+    assert restic.private_target('/') == '/'
+    (tmp_path / 'ok').mkdir(mode=0o755)
+    assert restic.private_target(str(tmp_path / 'ok')) == str(tmp_path / 'ok')
