@@ -46,7 +46,7 @@ attributes:
       - The diff shows the YAML before and after with secret values masked.
 options:
   path:
-    description: The proxy's config file (mode C(0640) unless O(mode) says otherwise).
+    description: The proxy's config file, an absolute path (mode C(0640) unless O(mode) says otherwise).
     type: path
     default: /etc/litellm/config.yaml
   deployments:
@@ -106,7 +106,7 @@ options:
     type: bool
     default: true
   state_dir:
-    description: Where the record of drained deployments is kept (C(litellm_drained.json), mode C(0600)).
+    description: Where the record of drained deployments is kept (C(litellm_drained.json), mode C(0600)); an absolute path.
     type: path
     default: /var/lib/onprem_ai
   lock_timeout:
@@ -178,6 +178,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.validation import check_type_dict
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _litellm as litellm
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
@@ -192,6 +193,49 @@ except ImportError:
 
 DRAINED_STATE = 'litellm_drained'
 SECTIONS = ('router_settings', 'litellm_settings', 'general_settings', 'environment_variables')
+GIVEN = ('deployments', 'absent_deployments') + SECTIONS
+
+
+def hide(module, values):
+    """Hide these secret values from every output of the module (four characters or more: shorter ones are not
+    secrets worth masking every occurrence of in the output)."""
+    for value in values:
+        if len(value) >= 4:
+            module.no_log_values.add(value)
+
+
+def given_secrets(params):
+    """Secrets written in clear in the arguments, also inside a JSON or key=value string given for a dict or a list."""
+    found = {}
+    for name in GIVEN:
+        value = params.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                try:
+                    value = check_type_dict(value)
+                except (TypeError, ValueError):
+                    value = None
+        found[name] = value
+    values = litellm.secret_values(found)
+    selectors = [params.get('drain'), params.get('undrain')]
+    for selector in [item for items in selectors if isinstance(items, list) for item in items]:
+        userinfo = litellm.url_credentials(selector)
+        values.extend(part for part in (userinfo, userinfo.partition(':')[2]) if part)
+    return values
+
+
+class ConfigModule(AnsibleModule):
+    """Secrets given in clear are hidden as soon as the arguments are read, before they are checked: a refusal of the
+    arguments themselves, printed with their invocation, shows none."""
+
+    def _load_params(self):
+        super(ConfigModule, self)._load_params()
+        try:
+            hide(self, given_secrets(self.params if isinstance(self.params, dict) else {}))
+        except Exception:  # pylint: disable=broad-except  # junk arguments are refused later, with a message
+            pass
 
 
 def dump(config):
@@ -292,7 +336,7 @@ def read_config(module, path):
 
 
 def main():
-    module = AnsibleModule(
+    module = ConfigModule(
         argument_spec=dict(
             path=dict(type='path', default='/etc/litellm/config.yaml'),
             deployments=dict(type='list', elements='dict', default=[]),
@@ -318,14 +362,13 @@ def main():
         module.fail_json(msg=missing_required_lib('PyYAML (python3-yaml)'), exception=YAML_IMPORT_ERROR)
     params = module.params
     path = params['path']
-    # Secrets given in clear anywhere in the arguments are hidden from every output, -vvv invocation included.
-    given = ('deployments', 'absent_deployments') + SECTIONS + ('drain', 'undrain')
-    for value in litellm.secret_values(dict((k, params[k]) for k in given)):
-        if len(value) >= 4:
-            module.no_log_values.add(value)
-    for selector in params['drain'] + params['undrain']:
-        if litellm.url_credentials(selector):
-            module.no_log_values.add(litellm.url_credentials(selector))
+    # Secrets given in clear anywhere in the arguments are hidden from every output, -vvv invocation included
+    # (again after the arguments were converted to their types).
+    hide(module, given_secrets(params))
+    if not path or not os.path.isabs(path) or not os.path.basename(path) or os.path.isdir(path):
+        module.fail_json(msg='path must be the absolute path of the config file (not a directory)')
+    if not params['state_dir'] or not os.path.isabs(params['state_dir']):
+        module.fail_json(msg='state_dir must be an absolute path')
     if not 1 <= params['lock_timeout'] <= 86400:
         module.fail_json(msg='lock_timeout must be between 1 and 86400 seconds')
     if params['validate_command'] is not None and not [part for part in params['validate_command'] if part]:
@@ -351,9 +394,7 @@ def run(module, directory):
 
     before_text, current = read_config(module, path)
     # Secrets already in the file (written with allow_plaintext_secrets) are hidden too, from validate_command's output on.
-    for value in litellm.secret_values(current):
-        if len(value) >= 4:
-            module.no_log_values.add(value)
+    hide(module, litellm.secret_values(current))
 
     try:
         records = state.load(params['state_dir'], DRAINED_STATE)

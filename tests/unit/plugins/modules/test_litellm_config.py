@@ -217,3 +217,77 @@ def test_malformed_drain_record_fails_cleanly(capsys, paths):
         json.dump({paths['path']: {'label': 'not a deployment'}}, handle)
     out = run(capsys, deployments=BACKENDS, **paths)
     assert out['failed'] is True and 'drained' in out['msg'] and 'exception' not in out
+
+
+# Property tests (hypothesis, shared harness): generated bad arguments and malformed existing files end in a
+# clean exit or a fail_json with a message, write only under the test's directory, and print no planted secret.
+
+from hypothesis import given, strategies as st  # noqa: E402  (kept with the property tests)
+
+import fuzz  # noqa: E402  (tests/unit/plugins/modules/fuzz.py, on sys.path with the tests)
+
+PLANTED = ['planted-header-SECRET-5150', 'planted-url-SECRET-6160', '817263544536', 'planted-key-SECRET-7170']
+OPTIONS = ('path', 'deployments', 'absent_deployments', 'exclusive', 'router_settings', 'litellm_settings', 'general_settings',
+           'environment_variables', 'drain', 'undrain', 'allow_drain_last', 'allow_plaintext_secrets', 'validate_command',
+           'backup', 'state_dir', 'lock_timeout', 'mode')
+SECRET_PARAMS = st.sampled_from([
+    {'extra_headers': {'Authorization': 'Bearer ' + PLANTED[0]}},
+    {'api_base': 'http://lab:%s@gpu-1:8000/v1' % PLANTED[1]},
+    {'api_key': int(PLANTED[2])},
+    {'api_key': PLANTED[3]},
+    {},
+])
+YAML_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12))
+# Planted secrets sit where a secret belongs (a value elsewhere, a model_name, is not a secret and may be shown).
+SECRET_FRAGMENT = st.sampled_from([{'api_key': PLANTED[3]}, {'api_key': int(PLANTED[2])}, {'extra_headers': {'Authorization': PLANTED[0]}},
+                                   {'api_base': 'http://lab:%s@gpu-1:8000/v1' % PLANTED[1]}, {'master_key': PLANTED[3]}])
+YAML_KEYS = st.sampled_from(['model_list', 'model_name', 'litellm_params', 'model_info', 'id', 'api_key', 'api_base', 'extra_headers',
+                             'router_settings', 'general_settings', 'weight', 'x'])
+YAML_TREE = st.recursive(YAML_LEAF, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(YAML_KEYS, inner, max_size=4),
+    st.tuples(st.dictionaries(YAML_KEYS, inner, max_size=3), SECRET_FRAGMENT).map(lambda pair: dict(pair[0], **pair[1]))),
+    max_leaves=12)
+EXISTING_TEXT = st.one_of(
+    YAML_TREE.map(lambda tree: yaml.safe_dump(tree)),
+    st.sampled_from(['- a\n- b\n', 'model_list:\n', 'model_list: {}\n', 'model_list: [x]\n', 'model_list:\n  - model_info: x\n',
+                     'general_settings:\n  master_key: "%s\n' % PLANTED[3], 'general_settings:\n  master_key: !%s x\n' % PLANTED[3],
+                     'a: [\n  "%s"\n' % PLANTED[0], '\t%s: x\n' % PLANTED[3], '\xff\xfe', 'x: *%s\n' % PLANTED[3]]),
+    st.text(max_size=60),
+)
+
+
+def fresh(tmp_path):
+    import tempfile
+    root = tempfile.mkdtemp(dir=str(tmp_path))
+    return root, {'path': os.path.join(root, 'config.yaml'), 'state_dir': os.path.join(root, 'state')}
+
+
+@fuzz.FUZZ_SETTINGS
+@given(args=fuzz.mutated_args({'deployments': BACKENDS, 'router_settings': {'num_retries': 2}}, OPTIONS), secret=SECRET_PARAMS)
+def test_property_bad_arguments(tmp_path, args, secret):
+    root, paths = fresh(tmp_path)
+    args = dict(paths, **args)
+    for key in ('path', 'state_dir'):  # junk there stays inside the test's directory
+        if isinstance(args.get(key), str) and args[key] != paths[key]:
+            args[key] = os.path.join(root, 'junk', args[key].lstrip('/').replace('..', 'dotdot') or 'empty')
+    if isinstance(args.get('deployments'), list) and args['deployments'] and isinstance(args['deployments'][0], dict):
+        first = dict(args['deployments'][0])
+        first['litellm_params'] = dict(first.get('litellm_params') or {}, **secret) if isinstance(first.get('litellm_params'), (dict, type(None))) \
+            else first['litellm_params']
+        args['deployments'] = [first] + list(args['deployments'][1:])
+    fuzz.run_module(litellm_config.main, args, allowed_root=root, secrets=PLANTED)
+
+
+@fuzz.FUZZ_SETTINGS
+@given(text=EXISTING_TEXT, drain=st.booleans(), diff=st.booleans())
+def test_property_malformed_existing_files(tmp_path, text, drain, diff):
+    root, paths = fresh(tmp_path)
+    with open(paths['path'], 'w', encoding='utf-8', errors='surrogateescape', newline='') as handle:
+        handle.write(text)
+    args = dict(paths, deployments=BACKENDS, allow_plaintext_secrets=True, _ansible_diff=diff)
+    if drain:
+        args = dict(paths, drain=['gpu-1'], _ansible_diff=diff)
+    result = fuzz.run_module(litellm_config.main, args, allowed_root=root, secrets=PLANTED)
+    if result.get('failed'):
+        assert open(paths['path'], encoding='utf-8', errors='surrogateescape', newline='').read() == text  # nothing written on a refusal
