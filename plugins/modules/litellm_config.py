@@ -244,11 +244,16 @@ def dump(config):
 
 def yaml_problem(exc):
     """Where and what, never the offending line (it may hold a key): PyYAML's own message quotes it."""
-    mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
-    where = 'line %d, column %d' % (mark.line + 1, mark.column + 1) if mark is not None else 'unknown position'
-    problem = ' '.join(part for part in (getattr(exc, 'context', None), getattr(exc, 'problem', None)) if part)
+    def at(mark):
+        return 'line %d, column %d' % (mark.line + 1, mark.column + 1)
+
+    mark, context_mark = getattr(exc, 'problem_mark', None), getattr(exc, 'context_mark', None)
+    where = at(mark) if mark is not None else (at(context_mark) if context_mark is not None else 'unknown position')
+    problem = getattr(exc, 'problem', None) or type(exc).__name__
+    if getattr(exc, 'context', None):
+        problem = '%s%s: %s' % (exc.context, ' at %s' % at(context_mark) if context_mark is not None and mark is not None else '', problem)
     # Quoted text in a problem (a tag, an alias, a token) is content: keep one- or two-character tokens only.
-    problem = re.sub(r"'([^']{3,})'|\"([^\"]{3,})\"", "'...'", problem or type(exc).__name__)
+    problem = re.sub(r"'([^']{3,})'|\"([^\"]{3,})\"", "'...'", problem)
     return 'YAML error at %s: %s' % (where, problem)
 
 
