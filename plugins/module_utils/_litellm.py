@@ -234,8 +234,8 @@ def _check_number(params, name, where, errors, minimum=0, integer=False, strict=
     ok = ok and (maximum is None or value <= maximum)
     if not ok:
         kind = 'an integer' if integer else ('a number of seconds' if 'timeout' in name else 'a number')
-        errors.append('%s.%s must be %s %s %s%s' % (where, name, kind, '>' if strict else '>=', minimum,
-                                                   ' and <= %s' % maximum if maximum is not None else ''))
+        bound = ' and <= %s' % maximum if maximum is not None else ''
+        errors.append('%s.%s must be %s %s %s%s' % (where, name, kind, '>' if strict else '>=', minimum, bound))
 
 
 def _check_deployment(index, deployment, errors):

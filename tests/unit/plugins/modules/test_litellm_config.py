@@ -249,7 +249,7 @@ YAML_TREE = st.recursive(YAML_LEAF, lambda inner: st.one_of(
     st.tuples(st.dictionaries(YAML_KEYS, inner, max_size=3), SECRET_FRAGMENT).map(lambda pair: dict(pair[0], **pair[1]))),
     max_leaves=12)
 EXISTING_TEXT = st.one_of(
-    YAML_TREE.map(lambda tree: yaml.safe_dump(tree)),
+    YAML_TREE.map(yaml.safe_dump),
     st.sampled_from(['- a\n- b\n', 'model_list:\n', 'model_list: {}\n', 'model_list: [x]\n', 'model_list:\n  - model_info: x\n',
                      'general_settings:\n  master_key: "%s\n' % PLANTED[3], 'general_settings:\n  master_key: !%s x\n' % PLANTED[3],
                      'a: [\n  "%s"\n' % PLANTED[0], '\t%s: x\n' % PLANTED[3], '\xff\xfe', 'x: *%s\n' % PLANTED[3]]),
