@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'tests', 'lab'))
+from secret_sweep import assert_secrets_private, files_holding  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE'])
 GATEWAY = RUNNER.get_host('molecule-gwr-gateway-1')
 NODES = ['molecule-gwr-gpu-1', 'molecule-gwr-gpu-2']
 MASTER = 'sk-lab-rolling-master-5a1b2c3d'
+BACKEND_KEY = 'lab-rolling-backend-key-9f8e7d'
+QUOTED = 'lab-quoted-secret "q" $HOME `x` \\b'
+# Planted in refusals.yml: refused, so written nowhere.
+REFUSED = ['lab-refused-header-4d3c2b1a', 'lab-refused-url-8e7f6a5b', '736251409182', 'lab-refused-key-2b3c4d5e',
+           'lab-refused-env-9a8b7c6d', 'lab-allowed-header-1f2e3d4c']
+PEM = '/etc/haproxy/certs/litellm.pem'
 PHASES = ['steady-before', 'gpu-rollout', 'gateway-upgrade', 'gateway-downgrade', 'gateway-failed-upgrade', 'steady-after']
 
 
@@ -95,3 +105,64 @@ def test_nodes_on_the_new_driver_and_serving(node):
     host = RUNNER.get_host(node)
     assert host.check_output('nvidia-smi --query-gpu=driver_version --format=csv,noheader').splitlines()[0] == '570.133.20'
     assert host.service('lab-inference.service').is_running
+
+
+def tls_key_line():
+    """A line of the lab's TLS private key (made by converge.yml on the controller): a secret to search for."""
+    with open(os.path.join(os.environ['MOLECULE_EPHEMERAL_DIRECTORY'], 'gwr-tls.key'), encoding='ascii') as handle:
+        return handle.read().splitlines()[1]
+
+
+def instance_pid(port):
+    return GATEWAY.check_output('systemctl show -p MainPID --value litellm@%d.service' % port)
+
+
+def test_https_served_with_the_configured_certificate():
+    base = "curl -sS --max-time 20 --cacert %s --resolve molecule-gwr-gateway-1:4443:127.0.0.1 " % PEM
+    live = GATEWAY.run(base + "-o /dev/null -w '%{http_code}' https://molecule-gwr-gateway-1:4443/health/liveliness")
+    assert live.rc == 0 and live.stdout.strip() == '200', live.stderr
+    models = GATEWAY.run(base + "-H 'Authorization: Bearer %s' https://molecule-gwr-gateway-1:4443/v1/models" % MASTER)
+    assert models.rc == 0 and 'llama-3.1-8b-instruct' in models.stdout
+    # Plain HTTP on the TLS port is not served.
+    plain = GATEWAY.run("curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:4443/health/liveliness")
+    assert plain.stdout.strip() != '200'
+
+
+def test_tls_key_file_private():
+    pem = GATEWAY.file(PEM)
+    assert pem.mode == 0o600 and pem.user == 'root' and pem.group == 'root'
+    assert GATEWAY.file(os.path.dirname(PEM)).mode == 0o700
+    assert tls_key_line() in pem.content_string
+
+
+def test_environment_values_reach_the_instances_exactly():
+    environ = GATEWAY.check_output('cat /proc/%s/environ | tr "\\0" "\\n"' % instance_pid(4001)).splitlines()
+    assert 'LAB_QUOTED=' + QUOTED in environ
+    assert not [line for line in environ if line.startswith('INJECTED=')]
+
+
+def test_instances_run_sandboxed():
+    shown = GATEWAY.check_output('systemctl show litellm@4001.service -p NoNewPrivileges -p ProtectSystem -p ProtectHome '
+                                 '-p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet -p RestrictSUIDSGID')
+    settings = dict(line.split('=', 1) for line in shown.splitlines())
+    assert settings['NoNewPrivileges'] == 'yes' and settings['ProtectSystem'] == 'strict' and settings['ProtectHome'] == 'yes'
+    assert settings['PrivateTmp'] == 'yes' and settings['PrivateDevices'] == 'yes' and settings['RestrictSUIDSGID'] == 'yes'
+    assert settings['CapabilityBoundingSet'] == ''
+    status = dict(line.split(':', 1) for line in GATEWAY.check_output('cat /proc/%s/status' % instance_pid(4001)).splitlines())
+    assert int(status['CapBnd'].strip(), 16) == 0 and status['NoNewPrivs'].strip() == '1'
+
+
+def test_secrets_only_in_private_files():
+    found = assert_secrets_private(GATEWAY, [MASTER, BACKEND_KEY, 'lab-quoted-secret', tls_key_line()],
+                                   expected=['/etc/litellm/litellm.env', PEM])
+    assert set(found) == {'/etc/litellm/litellm.env', PEM}
+
+
+def test_refused_secrets_written_nowhere():
+    assert files_holding(GATEWAY, REFUSED) == {}
+
+
+def test_drain_record_private():
+    record = GATEWAY.file('/var/lib/onprem_ai/litellm_drained.json')
+    if record.exists:
+        assert record.mode == 0o600

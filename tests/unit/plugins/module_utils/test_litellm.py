@@ -122,3 +122,100 @@ def test_updating_a_drained_deployment_keeps_it_drained():
     assert [d['model_info']['id'] for d in new['model_list']] == ['gpu-2']
     back, dummy = litellm.apply_changes(new, undrain=['gpu-1'], drained=still)
     assert back['model_list'][-1]['litellm_params']['weight'] == 5
+
+
+# Regression tests, issue 11: secrets in clear, malformed configs, range checks.
+
+def with_params(**params):
+    config = copy.deepcopy(CONFIG)
+    config['model_list'][0]['litellm_params'].update(params)
+    return config
+
+
+@pytest.mark.parametrize('params,where,secret', [
+    ({'extra_headers': {'Authorization': 'Bearer hdr-secret-123'}}, 'model_list[0].litellm_params.extra_headers.Authorization',
+     'hdr-secret-123'),
+    ({'extra_headers': {'X-Anything': 'other-header-value'}}, 'model_list[0].litellm_params.extra_headers.X-Anything',
+     'other-header-value'),
+    ({'api_base': 'http://lab:url-pass-456@gpu-1:8000/v1'}, 'model_list[0].litellm_params.api_base', 'url-pass-456'),
+    ({'api_key': 918273645546}, 'model_list[0].litellm_params.api_key', '918273645546'),
+    ({'api_key': 3.14159265}, 'model_list[0].litellm_params.api_key', '3.14159265'),
+])
+def test_more_secrets_found_masked_and_hidden(params, where, secret):
+    config = with_params(**params)
+    assert where in litellm.plaintext_secrets(config)
+    assert any(secret in value for value in litellm.secret_values(config))
+    assert secret not in repr(litellm.masked(config))
+    labels = [litellm.deployment_label(d) for d in config['model_list']]
+    assert secret not in repr(labels)
+
+
+def test_url_credentials_masked_but_url_kept():
+    config = with_params(api_base='http://lab:url-pass-456@gpu-1:8000/v1')
+    assert litellm.masked(config)['model_list'][0]['litellm_params']['api_base'] == 'http://********@gpu-1:8000/v1'
+    assert litellm.deployment_label(config['model_list'][0]) == 'llama@http://********@gpu-1:8000/v1 (id gpu-1)'
+
+
+def test_references_and_settings_are_not_secrets():
+    config = with_params(extra_headers={'Authorization': 'os.environ/BACKEND_AUTH'}, api_base='os.environ/GPU_1_BASE', max_tokens=512,
+                         max_completion_tokens=256)
+    config['general_settings']['user_api_key_cache_ttl'] = 60
+    config['litellm_settings'] = {'redact_user_api_key_info': True}
+    assert litellm.plaintext_secrets(config) == []
+    assert litellm.validate(config) == ([], [])
+
+
+@pytest.mark.parametrize('config,message', [
+    ([{'model_name': 'a'}], 'the existing config is a list at the top level'),
+    ('just text', 'the existing config is a string at the top level'),
+    ({'model_list': {'a': 1}}, 'model_list must be a list of deployments, found a mapping'),
+    ({'model_list': ['x', 'y']}, 'model_list[0] must be a mapping'),
+    ({'model_list': [{'model_name': 'a', 'model_info': 'x'}]}, 'model_list[0].model_info must be a mapping, found a string'),
+    ({'model_list': [{'model_name': 'a', 'litellm_params': 'x'}]}, 'model_list[0].litellm_params must be a mapping'),
+    ({'model_list': [{'model_name': 'a', 'model_info': {'id': [1]}}]}, 'model_list[0].model_info.id must be a string'),
+    ({'router_settings': ['a']}, 'router_settings must be a mapping, found a list'),
+])
+def test_malformed_existing_configs_are_refused(config, message):
+    with pytest.raises(litellm.ConfigError) as info:
+        litellm.apply_changes(config, present=[backend('gpu-3', 'gpu-3')], drain=[], exclusive=True)
+    assert message in str(info.value)
+
+
+def test_null_model_list_and_sections_read_as_empty():
+    new, dummy = litellm.apply_changes({'model_list': None, 'router_settings': None}, present=[backend('gpu-1', 'gpu-1')],
+                                       sections={'router_settings': {'num_retries': 1}})
+    assert new['model_list'] == [backend('gpu-1', 'gpu-1')] and new['router_settings'] == {'num_retries': 1}
+    assert litellm.validate({'model_list': None, 'litellm_settings': None}) == ([], [])
+
+
+@pytest.mark.parametrize('present,message', [
+    ([{'model_name': 'a', 'model_info': 'x'}], 'deployments[0].model_info must be a mapping'),
+    ([{'model_name': 'a', 'litellm_params': ['x']}], 'deployments[0].litellm_params must be a mapping'),
+])
+def test_malformed_deployments_are_refused(present, message):
+    with pytest.raises(litellm.ConfigError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        litellm.apply_changes(CONFIG, present=present)
+
+
+@pytest.mark.parametrize('params,message', [
+    ({'weight': float('inf')}, 'weight must be a number >= 0'),
+    ({'weight': float('nan')}, 'weight must be a number >= 0'),
+    ({'timeout': float('inf')}, 'timeout must be a number of seconds > 0'),
+    ({'stream_timeout': -5}, 'stream_timeout must be a number of seconds > 0'),
+    ({'max_parallel_requests': 0}, 'max_parallel_requests must be an integer >= 1'),
+    ({'api_base': 'http://gpu-1:70000/v1'}, 'api_base has a port out of range'),
+    ({'api_base': 'http://:8000/v1'}, 'api_base has no host'),
+    ({'api_base': 'ftp://gpu-1/v1'}, 'api_base must be an http(s) URL'),
+    ({'extra_headers': 'Authorization: x'}, 'extra_headers must be a mapping'),
+])
+def test_range_checks(params, message):
+    errors, dummy = litellm.validate(with_params(**params))
+    assert any(message in error for error in errors), errors
+
+
+def test_router_and_general_range_checks():
+    config = copy.deepcopy(CONFIG)
+    config['router_settings'].update(cooldown_time=-1, retry_after=float('inf'), routing_strategy=['x'])
+    config['general_settings']['health_check_interval'] = 0
+    errors, dummy = litellm.validate(config)
+    assert len(errors) == 4, errors
