@@ -28,6 +28,8 @@ def tool_env(**extra):
         env.pop(key, None)
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
+    # Plays on localhost use this interpreter (inventories of remote hosts set their own, which wins).
+    env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
     env.update(extra)
     return env
 

@@ -11,7 +11,7 @@ from conftest import PLANTED, ROOT, run
 NOT_SHIPPED = [
     "tests/lab", "tests/site", "tests/output", "molecule", "extensions", "tools", ".config", ".ci",
     "inventories/lab", "Makefile", "requirements.txt", "benchmarks", "build", ".venv", ".gi-venv", ".lab",
-    "ansible.cfg", "pytest.ini", "bindep.txt", ".gitignore", ".ansible-lint", "collections",
+    "ansible.cfg", "pytest.ini", "bindep.txt", ".gitignore", ".ansible-lint", "collections", "playbooks/awx",
 ]
 # Caches, at any depth.
 NO_CACHE = ["*.pyc", "__pycache__", ".pytest_cache", ".ansible", ".cache", ".hypothesis", ".mypy_cache", "*.tar.gz"]
