@@ -6,12 +6,11 @@ rrules of the weekly, monthly and quarterly windows; credential types inject the
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, VENV_BIN, run
+from sitelib import ROOT, VENV_BIN, run
 
 
 class _Loader(yaml.SafeLoader):
@@ -90,7 +89,8 @@ def rendered(tmp_path_factory):
         job = [{"name": "A job", "hosts": "localhost", "gather_facts": False, "tasks": [{
             "name": "Write the variables as the play sees them",
             "ansible.builtin.copy": {"dest": str(tmp / f"job-{name}.out"), "mode": "0600",
-                                     "content": "{{ {'s': gpu_stack_stop_services, 'c': gpu_stack_cuda_versions} | to_json }}"}}]}]
+                                     "content": "{{ {'s': gpu_stack_stop_services,"
+                                                " 'c': gpu_stack_cuda_versions} | to_json }}"}}]}]
         (tmp / f"job-{name}.yml").write_text(yaml.safe_dump(job))
         run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e",
              f"@{tmp / f'extravars-{name}.json'}", str(tmp / f"job-{name}.yml")], cwd=tmp)

@@ -5,7 +5,7 @@ import shutil
 
 import yaml
 
-from conftest import ROOT, VENV_BIN, run
+from sitelib import ROOT, VENV_BIN, run
 
 DEV_ONLY = ("molecule", "testinfra", "pytest", "openai", "hypothesis", "ansible-lint", "antsibull", "docker")
 

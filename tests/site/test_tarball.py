@@ -5,7 +5,7 @@ import json
 import os
 import tarfile
 
-from conftest import PLANTED, ROOT, run
+from sitelib import PLANTED, ROOT, run
 
 # Paths (or path prefixes) that only develop or test the collection.
 NOT_SHIPPED = [
