@@ -45,7 +45,7 @@ def test_builder_create_and_introspect(tarball, tools_venv, tmp_path):
         cwd=tmp_path)
     pip = (tmp_path / "pip.txt").read_text()
     bindep = (tmp_path / "bindep.txt").read_text()
-    assert "onprem_ai.maintenance" in pip and "jinja2" in pip, pip
+    assert "onprem_ai.maintenance" in pip and "jinja2" in pip and "prometheus-client" in pip, pip
     assert "openssh-clients" in bindep, bindep
     lowered = pip.lower()
     leaked = [name for name in DEV_ONLY if name in lowered]

@@ -29,10 +29,11 @@ def adapt(line, url=None, tarball=None):
         line = re.sub(r"git clone \S+", f"git clone -q {url}", line)
     if tarball:
         line = re.sub(r"\S*onprem_ai-maintenance-[0-9.]+\.tar\.gz", str(tarball), line)
-    m = re.match(r"python3 -m pip install (ansible-core==\S+)", line)
-    if m:
-        pin = m.group(1).split("==")[1]
-        return f"ansible --version | grep -F '[core {pin}]'   # was: {line}"
+    if line.startswith("python3 -m pip install "):
+        pins = re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s]*)", line.split("#")[0])
+        assert pins, line
+        checks = [f"python -m pip show -q {name} | grep -x 'Version: {version}'" for name, version in pins]
+        return " && ".join(checks) + f"   # was: {line}"
     if line.startswith("ansible-playbook "):
         line = line.split("#")[0].rstrip() + " --syntax-check"
     return line
