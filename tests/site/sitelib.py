@@ -1,4 +1,4 @@
-"""Helpers and fixtures of the site checks (tools/site-checks.sh runs them).
+"""Helpers of the site checks (tools/site-checks.sh runs them).
 
 They test the collection the way a site gets it: the tarball `ansible-galaxy collection build` makes,
 a fresh `git clone`, an execution environment build context, ansible-runner as AWX uses it.
@@ -11,10 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -44,17 +41,6 @@ def run(argv, cwd, env=None, timeout=300, check=True):
     return proc
 
 
-@pytest.fixture(scope="session")
-def tools_venv():
-    """bin/ of the separate tools virtualenv; skipped unless tools/site-checks.sh made it (which requires it)."""
-    venv = Path(os.environ.get("SITE_TOOLS_VENV", ROOT / ".gi-venv"))
-    if not (venv / "bin" / "ansible-builder").exists():
-        if os.environ.get("SITE_CHECKS_STRICT") == "1":
-            pytest.fail(f"tools virtualenv {venv} has no ansible-builder (tools/site-checks.sh makes it)")
-        pytest.skip(f"tools virtualenv {venv} missing: run tools/site-checks.sh")
-    return venv / "bin"
-
-
 # What a developer's checkout collects besides its files: caches, virtualenvs, build output, the lab.
 PLANTED = [
     ".pytest_cache/v/cache/nodeids", ".ansible/tmp/x", ".cache/pip/x", ".hypothesis/examples/x",
@@ -76,19 +62,3 @@ def checkout_copy(dest):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     return dest
-
-
-@pytest.fixture(scope="session")
-def tarball(tmp_path_factory):
-    """The collection tarball built from a copy of this checkout with caches planted in it, and its members."""
-    src = checkout_copy(tmp_path_factory.mktemp("src") / "maintenance")
-    for name in PLANTED:
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        (src / name).write_text("planted by tests/site\n")
-    out = tmp_path_factory.mktemp("build")
-    run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(src)], cwd=src)
-    tarballs = list(out.glob("onprem_ai-maintenance-*.tar.gz"))
-    assert len(tarballs) == 1, tarballs
-    with tarfile.open(tarballs[0]) as tar:
-        members = [m.name for m in tar.getmembers()]
-    return tarballs[0], members

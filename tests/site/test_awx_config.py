@@ -107,7 +107,7 @@ def _configure_task_vars():
 
 
 def test_rendered_surveys_have_only_awx_keys(rendered):
-    out, _ = rendered
+    out = rendered[0]
     assert sorted(out) == sorted(TEMPLATES)
     for key, data in out.items():
         for q in data["spec"]["spec"]:
@@ -119,7 +119,7 @@ def test_rendered_surveys_have_only_awx_keys(rendered):
 
 
 def test_list_answers_as_text_or_json(rendered):
-    _, jobs = rendered
+    jobs = rendered[1]
     assert jobs["csv"]["s"] == ["vllm.service", "triton.service"]
     assert jobs["json"]["s"] == ["vllm.service", "triton.service"]
     assert jobs["one"]["s"] == ["vllm.service"]

@@ -21,7 +21,7 @@ def test_collection_ee_metadata_names_existing_files():
 def test_builder_create_and_introspect(tarball, tools_venv, tmp_path):
     """The site example builds a context offline; the builder's own introspection, run on the collection
     installed from the tarball, yields exactly the collection's controller requirements."""
-    path, _ = tarball
+    path = tarball[0]
     shutil.copy(ROOT / "docs/execution-environment.yml", tmp_path / "execution-environment.yml")
     shutil.copy(path, tmp_path / path.name)
     run([str(tools_venv / "ansible-builder"), "create", "-f", "execution-environment.yml", "-c", "context",

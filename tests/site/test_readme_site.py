@@ -79,7 +79,7 @@ def test_from_a_fresh_clone(tmp_path):
 
 
 def test_from_the_tarball(tarball, tmp_path):
-    path, _ = tarball
+    path = tarball[0]
     site = tmp_path / "site"
     site.mkdir()
     lines = [adapt(line, tarball=path) for line in site_steps("tarball")]

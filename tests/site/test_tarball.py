@@ -18,7 +18,7 @@ NO_CACHE = ["*.pyc", "__pycache__", ".pytest_cache", ".ansible", ".cache", ".hyp
 
 
 def test_ships_the_collection(tarball):
-    _, members = tarball
+    members = tarball[1]
     must = ["MANIFEST.json", "FILES.json", "README.md", "LICENSE", "meta/runtime.yml",
             "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt",
             "inventories/example/hosts.yml", "docs/execution-environment.yml", "changelogs/changelog.yaml"]
@@ -31,7 +31,7 @@ def test_ships_the_collection(tarball):
 
 
 def test_no_test_lab_no_caches(tarball):
-    _, members = tarball
+    members = tarball[1]
     lab = [m for m in members for p in NOT_SHIPPED if m == p or m.startswith(p + "/")]
     assert not lab, f"development-only files in the tarball: {lab}"
     caches = [m for m in members for part in m.split("/") for pat in NO_CACHE if fnmatch.fnmatch(part, pat)]
@@ -50,7 +50,7 @@ def test_files_json_lists_every_member(tarball):
 
 def test_galaxy_importer_accepts_it(tarball, tools_venv, tmp_path):
     """galaxy-importer as Galaxy runs it (offline: ansible-lint offline, no ansible-test container)."""
-    path, _ = tarball
+    path = tarball[0]
     env = dict(os.environ)
     env["PATH"] = f"{tools_venv}:/usr/local/bin:/usr/bin:/bin"
     env["GALAXY_IMPORTER_CONFIG"] = str(ROOT / "tests/site/galaxy-importer.cfg")
