@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from sitelib import ROOT, VENV_BIN, run
+from sitelib import ROOT, VENV_BIN, run, tool_env
 
 
 class _Loader(yaml.SafeLoader):
@@ -170,3 +170,40 @@ def test_credential_types_inject_the_inventory_vault_names():
 def test_configure_playbook_syntax():
     run([str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
          str(ROOT / "playbooks/awx/configure.yml")], cwd=ROOT)
+
+
+def test_configure_tasks_pass_awx_argument_checks(tmp_path):
+    """Every task of configure.yml, run against a closed port: awx.awx validates its arguments before it
+    connects, so each must fail only for the connection (no unsupported or missing parameter)."""
+    plays = yaml.load((ROOT / "playbooks/awx/configure.yml").read_text(), Loader=_Loader)
+    tasks = []
+    for number, task in enumerate(plays[0]["tasks"]):
+        task = dict(task)
+        task.pop("no_log", None)  # the test's fake secrets only; the real task keeps no_log
+        task.pop("when", None)
+        task.update({"ignore_errors": True, "register": f"awx_task_{number}"})
+        tasks.append(task)
+    names = [f"awx_task_{n}" for n in range(len(tasks))]
+    tasks.append({"name": "Results", "ansible.builtin.copy": {
+        "dest": str(tmp_path / "results.json"), "mode": "0600",
+        "content": "{{ %s | to_json }}" % ("[" + ", ".join(names) + "]")}})
+    plays[0]["tasks"] = tasks
+    plays[0]["vars_files"] = [str(ROOT / "playbooks/awx/vars.yml")]
+    (tmp_path / "configure.yml").write_text(yaml.safe_dump(plays))
+    secrets = {"awx_litellm_master_key": "test-master", "awx_restic_password": "test-restic",
+               "awx_hf_token": "test-hf", "awx_execution_environment_image": "registry.example.internal/ee:1"}
+    (tmp_path / "secrets.json").write_text(json.dumps(secrets))
+    env = dict(tool_env(), CONTROLLER_HOST="http://127.0.0.1:9", CONTROLLER_OAUTH_TOKEN="test-token",
+               CONTROLLER_VERIFY_SSL="false")
+    run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'secrets.json'}",
+         str(tmp_path / "configure.yml")], cwd=tmp_path, env=env, timeout=300)
+    results = json.loads((tmp_path / "results.json").read_text())
+    messages = []
+    for result in results:
+        for item in result.get("results", [result]):
+            assert item.get("failed"), item
+            messages.append(item.get("msg", ""))
+    bad = [m for m in messages if re.search(r"[Uu]nsupported param|missing required|not a valid|must be one of", m)]
+    assert not bad, bad
+    assert all(re.search(r"[Cc]onnection refused|[Ff]ailed to|Errno 111", m) for m in messages), messages
+    assert len(messages) >= 1 + 1 + 1 + 1 + 3 + 3 + 4 + 4
