@@ -60,6 +60,19 @@ declare -A pid_of=() start_of=()
 failed=()
 mode=$("$timing" mode)
 
+# A line every few minutes while scenarios run (their output comes when they end), so that a CI log
+# never looks stalled.
+running_file=$logs/.running
+: >"$running_file"
+(
+  while sleep "${MOLECULE_HEARTBEAT:-240}"; do
+    echo "=== molecule-run: $(date +%H:%M:%S) still running: $(cat "$running_file" 2>/dev/null)"
+  done
+) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null' EXIT
+note_running() { echo "${!pid_of[*]}" >"$running_file"; }
+
 finish() {  # $1: scenario, $2: exit status
   local s=$1 rc=$2 secs result
   secs=$(( $(date +%s) - start_of[$s] ))
@@ -71,6 +84,7 @@ finish() {  # $1: scenario, $2: exit status
   { grep -v "^$s " "$logs/durations" 2>/dev/null; echo "$s $secs"; } >"$logs/durations.new"
   mv "$logs/durations.new" "$logs/durations"
   unset "pid_of[$s]"
+  note_running
 }
 
 wait_one() {  # wait for one running scenario to end
@@ -85,6 +99,7 @@ wait_one() {  # wait for one running scenario to end
 interrupted() {
   echo "molecule-run: interrupted; stopping the running scenarios: ${!pid_of[*]}" >&2
   for s in "${!pid_of[@]}"; do kill "${pid_of[$s]}" 2>/dev/null; done
+  kill "$heartbeat" 2>/dev/null
   wait
   "$own_table" && "$timing" table
   exit 130
@@ -100,6 +115,7 @@ for s in "${queue[@]}"; do
   start_of[$s]=$(date +%s)
   molecule test -s "$s" >"$logs/$s.log" 2>&1 </dev/null &
   pid_of[$s]=$!
+  note_running
   if [[ "$alone" == *" $s "* ]]; then
     wait_one
   fi
