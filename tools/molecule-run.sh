@@ -53,7 +53,7 @@ mapfile -t queue < <(for s in "${scenarios[@]}"; do echo "$(duration "$s") $s"; 
 
 # The lab's shared services (network, package repository, wheelhouse) once, before any scenario:
 # scenarios side by side must not both create them.
-"$timing" run "lab services" --cold-if 'changed=[1-9]' -- \
+"$timing" run "lab services" -- \
   ansible-playbook tests/lab/services.yml || { "$own_table" && "$timing" table; exit 1; }
 
 declare -A pid_of=() start_of=()
