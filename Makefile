@@ -19,7 +19,9 @@ export PY_COLORS ?= 0
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them.
 MOLECULE_JOBS ?= 2
-MOLECULE_ALONE ?=
+# gateway_rolling asserts 0 failed / 0 truncated requests under load: not yet measured beside another
+# scenario on 2 cores, so it runs alone.
+MOLECULE_ALONE ?= gateway_rolling
 export MOLECULE_JOBS MOLECULE_ALONE
 DEMO_DRIVER ?= 570
 

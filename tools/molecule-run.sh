@@ -98,7 +98,8 @@ wait_one() {  # wait for one running scenario to end
 
 interrupted() {
   echo "molecule-run: interrupted; stopping the running scenarios: ${!pid_of[*]}" >&2
-  for s in "${!pid_of[@]}"; do kill "${pid_of[$s]}" 2>/dev/null; done
+  trap '' INT TERM
+  for s in "${!pid_of[@]}"; do kill -TERM -- "-${pid_of[$s]}" 2>/dev/null; done
   kill "$heartbeat" 2>/dev/null
   wait
   "$own_table" && "$timing" table
@@ -113,7 +114,8 @@ for s in "${queue[@]}"; do
   while [ "${#pid_of[@]}" -ge "$jobs" ]; do wait_one; done
   echo "=== molecule test -s $s: started (running: ${!pid_of[*]} $s)"
   start_of[$s]=$(date +%s)
-  molecule test -s "$s" >"$logs/$s.log" 2>&1 </dev/null &
+  # A session of its own: an interrupt stops the scenario's whole process tree (ansible-playbook too).
+  setsid -w molecule test -s "$s" >"$logs/$s.log" 2>&1 </dev/null &
   pid_of[$s]=$!
   note_running
   if [[ "$alone" == *" $s "* ]]; then
