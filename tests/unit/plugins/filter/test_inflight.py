@@ -218,3 +218,102 @@ def test_nothing_read_is_busy():
 def test_idle_after_is_checked(idle_after):
     with pytest.raises(AnsibleFilterError, match='idle_after'):
         tcp_busy('', idle_after)
+
+
+# ----- the role's conditions, evaluated as written in roles/rollout/tasks -------------------------------------------
+
+ROLE = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'rollout')
+
+
+def role_yaml(*path):
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(ROLE, *path), encoding='utf-8') as handle:
+        return yaml.safe_load(handle)
+
+
+def jinja_env():
+    from jinja2.nativetypes import NativeEnvironment  # pylint: disable=import-outside-toplevel
+    env = NativeEnvironment()
+    env.filters.update({
+        'onprem_ai.maintenance.prometheus_reading': prometheus_reading,
+        'onprem_ai.maintenance.tcp_busy': tcp_busy,
+        'ternary': lambda value, yes, no: yes if value else no,
+        'zip': lambda first, *others: list(zip(first, *others)),
+    })
+    return env
+
+
+def evaluate(task, key, variables):
+    """Render the task's own vars (in order, as Ansible's lazy templating would), then its condition `key`."""
+    env = jinja_env()
+    scope = dict(variables)
+    for name, value in (task.get('vars') or {}).items():
+        scope[name] = env.from_string(value).render(scope) if isinstance(value, str) else value
+    condition = task[key]
+    conditions = condition if isinstance(condition, list) else [condition]
+    return all(env.compile_expression(c.strip())(**scope) for c in conditions)
+
+
+def test_engine_defaults_are_consistent():
+    defaults = role_yaml('defaults', 'main.yml')
+    options = role_yaml('meta', 'argument_specs.yml')['argument_specs']['drain']['options']
+    assert set(defaults['rollout_engine_inflight']) == set(options['rollout_engine']['choices'])
+    for engine, inflight in defaults['rollout_engine_inflight'].items():
+        assert inflight['source'] in options['rollout_inflight_source']['choices'], engine
+        assert os.path.exists(os.path.join(ROLE, 'tasks', 'inflight_%s.yml' % inflight['source']))
+        assert (inflight['source'] == 'metrics') == bool(inflight['metric']), engine
+    assert defaults['rollout_engine'] == 'vllm' and 'vllm:num_requests_running' in defaults['rollout_engine_inflight']['vllm']['metric']
+    assert defaults['rollout_engine_inflight']['ollama']['source'] == 'connections'
+
+
+TIMESTAMPED_BUSY = 'vllm:num_requests_running{model_name="m"} 3 1764650000000\nvllm:num_requests_waiting{model_name="m"} 0 1764650000000\n'
+IDLE = '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 0.0\nvllm:num_requests_waiting{model_name="m"} 0.0\n'
+
+
+@pytest.mark.parametrize('result, drained, message', [
+    ({'status': 200, 'content': IDLE}, True, None),
+    ({'status': 200, 'content': TIMESTAMPED_BUSY}, False, 'still has 3.0 request(s) in flight after 300 s'),
+    ({'status': 200, 'content': 'vllm:num_requests_running{model_name="m'}, False, 'not valid Prometheus text exposition'),
+    ({'status': 200, 'content': ''}, False, 'the metrics text is empty'),
+    ({'status': 200, 'content': 'process_open_fds 45.0\n'}, False, 'absent from the metrics'),
+    ({'status': 404, 'content': '404 page not found', 'msg': 'Status code was 404 and not [200]: HTTP Error 404: Not Found'},
+     False, 'needs rollout_inflight_source connections or fixed'),
+    ({'status': 500, 'msg': 'Status code was 500 and not [200]: HTTP Error 500: Internal Server Error'}, False, 'Status code was 500'),
+    ({'status': -1, 'msg': 'Status code was -1 and not [200]: Request failed: <urlopen error [Errno 111] Connection refused>'},
+     False, 'Connection refused'),
+    ({'skipped': True}, False, 'no answer'),
+])
+def test_metrics_wait_fails_closed(result, drained, message):
+    wait, fail = role_yaml('tasks', 'inflight_metrics.yml')
+    scope = {'rollout_metrics': result, 'rollout_inflight_metric': VLLM, 'inventory_hostname': 'gpu-1',
+             'rollout_drain_timeout': 300, 'rollout_inference_url': 'http://127.0.0.1:8000', 'rollout_metrics_path': '/metrics'}
+    assert evaluate(wait, 'until', scope) is drained
+    assert evaluate(fail, 'when', scope) is (not drained)
+    if message:
+        env = jinja_env()
+        for name, value in fail['vars'].items():
+            scope[name] = env.from_string(value).render(scope)
+        text = env.from_string(fail['ansible.builtin.fail']['msg']).render(scope)
+        assert message in text and text.startswith('gpu-1') and 'not stopping it' in text
+
+
+@pytest.mark.parametrize('result, drained, message', [
+    ({'rc': 0, 'stdout': ''}, True, None),
+    ({'rc': 0, 'stdout': fixture('ss_lab_three_connections.txt')}, False,
+     'still has 3 connection(s) to port 8000 that may carry a request after 300 s (127.0.0.1:34736: the engine sent data 560 ms ago;'),
+    ({'rc': 255, 'stdout': '', 'stderr': "ss: invalid option -- 'H'"}, False, "could not list the connections to port 8000 with ss (rc 255: ss: invalid option"),
+    ({'rc': 2, 'msg': "[Errno 2] No such file or directory: b'ss'"}, False, 'No such file or directory'),
+])
+def test_connections_wait_fails_closed(result, drained, message):
+    wait, fail = role_yaml('tasks', 'inflight_connections.yml')
+    scope = {'rollout_connections': result, 'rollout_inflight_idle_after': 10, 'inventory_hostname': 'gpu-1',
+             'rollout_drain_timeout': 300, 'rollout_inflight_port': 8000}
+    # the loop ends at once when ss fails (the failure is read below), or when nothing is busy
+    assert evaluate(wait, 'until', scope) is (drained or result['rc'] != 0)
+    assert evaluate(fail, 'when', scope) is (not drained)
+    if message:
+        env = jinja_env()
+        for name, value in fail['vars'].items():
+            scope[name] = env.from_string(value).render(scope)
+        text = ' '.join(env.from_string(fail['ansible.builtin.fail']['msg']).render(scope).split())
+        assert message in text and 'not stopping it' in text
