@@ -301,7 +301,8 @@ def test_metrics_wait_fails_closed(result, drained, message):
     ({'rc': 0, 'stdout': ''}, True, None),
     ({'rc': 0, 'stdout': fixture('ss_lab_three_connections.txt')}, False,
      'still has 3 connection(s) to port 8000 that may carry a request after 300 s (127.0.0.1:34736: the engine sent data 560 ms ago;'),
-    ({'rc': 255, 'stdout': '', 'stderr': "ss: invalid option -- 'H'"}, False, "could not list the connections to port 8000 with ss (rc 255: ss: invalid option"),
+    ({'rc': 255, 'stdout': '', 'stderr': "ss: invalid option -- 'H'"}, False,
+     "could not list the connections to port 8000 with ss (rc 255: ss: invalid option"),
     ({'rc': 2, 'msg': "[Errno 2] No such file or directory: b'ss'"}, False, 'No such file or directory'),
 ])
 def test_connections_wait_fails_closed(result, drained, message):
