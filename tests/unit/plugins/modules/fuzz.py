@@ -34,12 +34,14 @@ from ansible.module_utils.testing import patch_module_args
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-# Values that a user, a survey or a bad template can put in any option.
+# Values that a user, a survey or a bad template can put in any option. Not +-Infinity: for an
+# option of type int, ansible-core's own conversion (check_type_int, 2.19) raises OverflowError on
+# it before any module code runs; that traceback is ansible-core's and no module can catch it.
 JUNK = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-2 ** 40, max_value=2 ** 40),
-    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(allow_nan=True, allow_infinity=False),
     st.text(max_size=40),
     st.sampled_from(['', ' ', '-1', '0', 'not a url', 'file:///etc/passwd', 'ftp://host/x', 'http://',
                      'https://user:pa@ss@host/x', '../../etc', '/', 'state.json', '{"a": 1}', '[1, 2]',
