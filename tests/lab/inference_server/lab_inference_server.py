@@ -45,9 +45,13 @@ DEFAULTS = {
     "require_gpu": False,
     "gpu_memory_mib": 20480,
     "nvidia_smi": "nvidia-smi",
+    "metrics": "vllm",
 }
+# What GET /metrics answers: vLLM's text (vllm), the same with a timestamp on every sample (timestamps), the text cut
+# off in the middle of a label set (malformed), 500 (error), or 404 like an engine without metrics, e.g. Ollama (absent).
+METRICS_MODES = ("vllm", "timestamps", "malformed", "error", "absent")
 INT_KEYS = ("port", "first_token_latency_ms", "tokens", "token_interval_ms", "max_model_len", "gpu_memory_mib")
-STR_KEYS = ("host", "model", "model_version", "node_name", "nvidia_smi")
+STR_KEYS = ("host", "model", "model_version", "node_name", "nvidia_smi", "metrics")
 
 
 class ConfigError(Exception):
@@ -82,6 +86,8 @@ def parse_args(argv):
                         help="fail at startup unless nvidia-smi lists a GPU; register as a simulated GPU process")
     parser.add_argument("--gpu-memory-mib", type=int, help="used_memory_mib in the simulated GPU process record")
     parser.add_argument("--nvidia-smi", help="nvidia-smi binary to run for --require-gpu")
+    parser.add_argument("--metrics", choices=METRICS_MODES,
+                        help="what GET /metrics answers (default vllm; absent: 404 like Ollama)")
     return parser.parse_args(argv)
 
 
@@ -120,6 +126,8 @@ def validate_config(config):
             raise ConfigError(f"{key} must be a non-empty string, got {config[key]!r}")
     if not isinstance(config["require_gpu"], bool):
         raise ConfigError(f"require_gpu must be true or false, got {config['require_gpu']!r}")
+    if config["metrics"] not in METRICS_MODES:
+        raise ConfigError(f"metrics must be one of {', '.join(METRICS_MODES)}, got {config['metrics']!r}")
     if config["tokens"] < 1:
         raise ConfigError("tokens must be at least 1")
     if config["port"] > 65535:
@@ -239,8 +247,9 @@ class LabState:  # pylint: disable=too-many-instance-attributes
                 pass
 
     def metrics_text(self):
-        """Prometheus text exposition with vLLM's metric names."""
+        """Prometheus text exposition with vLLM's metric names (as the metrics mode has it: timestamps, malformed)."""
         model = self.config["model"]
+        mode = self.config.get("metrics", "vllm")
         with self.lock:
             running, success = self.running, self.success
             prompt_tokens, generation_tokens = self.prompt_tokens, self.generation_tokens
@@ -265,6 +274,13 @@ class LabState:  # pylint: disable=too-many-instance-attributes
             "# TYPE lab:model_info gauge",
             f'lab:model_info{{{label},model_version="{self.config["model_version"]}",node="{self.config["node_name"]}"}} 1',
         ]
+        if mode == "timestamps":
+            stamp = int(time.time() * 1000)
+            lines = [line if line.startswith("#") else f"{line} {stamp}" for line in lines]
+        elif mode == "malformed":
+            # cut off in the middle of the in-flight gauge's label set, as a body truncated on the way
+            text = "\n".join(lines)
+            return text[:text.index("vllm:num_requests_running{") + len("vllm:num_requests_running{model_na")]
         return "\n".join(lines) + "\n"
 
 
@@ -421,6 +437,10 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             card = {"id": cfg["model"], "object": "model", "created": self.lab.started, "owned_by": OWNED_BY,
                     "root": cfg["model"], "parent": None, "max_model_len": cfg["max_model_len"], "permission": []}
             self._send_json(200, {"object": "list", "data": [card]})
+        elif path == "/metrics" and self.lab.config["metrics"] == "absent":
+            self._send_bytes(404, b"404 page not found", "text/plain")  # what Ollama answers (no metrics endpoint)
+        elif path == "/metrics" and self.lab.config["metrics"] == "error":
+            self._send_bytes(500, b"Internal Server Error", "text/plain; charset=utf-8")
         elif path == "/metrics":
             self._send_bytes(200, self.lab.metrics_text().encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
         elif path in ("/v1/chat/completions", "/v1/completions"):

@@ -381,6 +381,40 @@ def test_config_file_and_cli_precedence(start_server, tmp_path):
     assert "tokenz" in bad.stderr()
 
 
+def test_metrics_modes(start_server, tmp_path):
+    """metrics (config key or --metrics): what /metrics answers, for drains that must not read "cannot tell" as idle."""
+    config = tmp_path / "inference-server.json"
+    config.write_text(json.dumps({"metrics": "absent"}), encoding="utf-8")
+    absent = start_server("--config", str(config))
+    status, headers, body = absent.get("/metrics")
+    assert (status, body) == (404, b"404 page not found")  # as Ollama answers
+    assert absent.post("/v1/chat/completions", chat())[0] == 200  # everything else serves as usual
+
+    assert start_server("--metrics", "error").get("/metrics")[0] == 500
+
+    malformed = start_server("--metrics", "malformed")
+    status, headers, body = malformed.get("/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert body.decode().endswith('vllm:num_requests_running{model_na')  # cut off inside the label set
+
+    stamped = start_server("--metrics", "timestamps", "--tokens", "20", "--token-interval-ms", "50", "--first-token-latency-ms", "0")
+    conn, resp = open_stream(stamped, chat(stream=True))
+    try:
+        read_events(resp, limit=1)
+        text = stamped.get("/metrics")[2].decode()
+        match = re.search(r'^vllm:num_requests_running\{model_name="' + MODEL + r'"\} 1 (\d{13})$', text, re.M)
+        assert match, text
+        assert abs(int(match.group(1)) / 1000 - time.time()) < 60
+        assert all(line.startswith("#") or re.search(r" \d{13}$", line) for line in text.splitlines())
+    finally:
+        conn.close()
+
+    config.write_text(json.dumps({"metrics": "none"}), encoding="utf-8")
+    bad = start_server("--config", str(config), wait=False)
+    assert bad.proc.wait(timeout=10) == 2
+    assert "metrics must be one of" in bad.stderr()
+
+
 def test_openai_client(server):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="lab", timeout=10, max_retries=0)
