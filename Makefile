@@ -25,11 +25,11 @@ MOLECULE_ALONE ?= gateway_rolling
 export MOLECULE_JOBS MOLECULE_ALONE
 DEMO_DRIVER ?= 570
 
-.PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-up lab-down demo lint sanity unit molecule test clean
+.PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-up lab-down demo lint sanity unit site molecule test clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-up lab-down lint sanity unit molecule clean"
+	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-up lab-down lint sanity unit site molecule clean"
 
 $(VENV)/.installed: requirements.txt tools/ensure-host.sh
 	tools/ensure-host.sh
@@ -89,6 +89,11 @@ sanity: venv host
 
 unit: venv collection
 	PYTHONPATH=$(ROOT)/build/collections python -m pytest -q tests/unit tests/lab/tests
+
+# The collection as a site gets it: tarball, galaxy-importer, execution environment, README steps in a
+# fresh clone and from the tarball, AWX as code, ansible-runner against a lab node (tests/site).
+site: venv collection lab-image lab-repo
+	tools/site-checks.sh
 
 molecule: venv collection lab-image lab-repo lab-wheelhouse
 	tools/molecule-run.sh $(MOLECULE_SCENARIOS)

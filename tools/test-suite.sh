@@ -33,6 +33,7 @@ if setup; then
   phase lint -- "$make" --no-print-directory lint
   phase sanity -- "$make" --no-print-directory sanity
   phase unit -- "$make" --no-print-directory unit
+  phase site --cold-if 'installing galaxy-importer' -- "$make" --no-print-directory site
   # One row per scenario (tools/molecule-run.sh adds them).
   echo "=== make test: molecule"
   "$make" --no-print-directory molecule || status=1
