@@ -117,11 +117,16 @@ def url_secret(url):
     return password or None
 
 
-def condense(text, limit=1500):
-    """restic's error output for a message: the retry chatter (one line per try) replaced by its cause and count,
-    repeated lines once, progress lines dropped; the last `limit` characters."""
+def condense(text, limit=1500, keep=3):
+    """restic's error output for a message: the cause first and counted, not restic's chatter.
+
+    The retry chatter (one line per try of each failed Load) becomes one line per failed read with the number of
+    tries, and the first `keep` of them; the per-file "ignoring error for ..." lines become the first `keep` and a
+    count; progress lines go; repeated lines appear once; the last line (restic's Fatal) always stays."""
     retries = {}
-    lines = []
+    order = []
+    ignored = []
+    other = []
     for line in (text or '').splitlines():
         line = line.strip()
         if not line or line.startswith('[') or line.startswith('using temporary cache'):
@@ -131,18 +136,25 @@ def condense(text, limit=1500):
             key = '%s %s: %s' % (match.group(1), match.group(2) or '', match.group(3))
             if key not in retries:
                 retries[key] = 0
-                lines.append(key)
+                order.append(key)
             retries[key] += 1
-            continue
-        if line not in lines:
-            lines.append(line)
-    out = []
-    for line in lines:
-        if line in retries:
-            out.append('%s (retried %d times)' % (line, retries[line]))
-        else:
-            out.append(line)
-    return '\n'.join(out)[-limit:]
+        elif line.startswith('ignoring error for '):
+            ignored.append(line)
+        elif line not in other:
+            other.append(line)
+    out = ['%s (retried %d times)' % (key, retries[key]) for key in order[:keep]]
+    if len(order) > keep:
+        out.append('(%d more reads failed the same way after retries)' % (len(order) - keep))
+    out += ignored[:keep]
+    if len(ignored) > keep:
+        out.append('(%d more files not restored)' % (len(ignored) - keep))
+    last = other.pop() if other else None
+    out += other
+    text = '\n'.join(out + ([last] if last else []))
+    if len(text) > limit:
+        tail = ('\n' + last) if last else ''
+        text = text[:max(0, limit - len(tail) - 4)] + ' ...' + tail
+    return text
 
 
 def parse_json_lines(text):

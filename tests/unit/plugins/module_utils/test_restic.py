@@ -325,7 +325,25 @@ def test_retry_chatter_is_condensed_to_its_cause_and_count():
 
 def test_condense_keeps_distinct_lines_once():
     text = 'a\n[0:01] 10%\nb\na\nLoad(<data/1>, 0, 0) returned error, retrying after 1s: boom\nLoad(<data/1>, 0, 0) returned error, retrying after 2s: boom\n'
-    assert restic.condense(text) == 'a\nb\nLoad <data/1>: boom (retried 2 times)'
+    assert restic.condense(text) == 'Load <data/1>: boom (retried 2 times)\na\nb'
+
+
+def test_condense_puts_the_cause_first_even_with_many_files():
+    # The lab's restore from a repository without data packs: 13 packs retried ten times each, 26 files ignored.
+    lines = []
+    for pack in range(13):
+        for attempt in range(10):
+            lines.append('Load(<data/%02x5e30a3>, 0, 0) returned error, retrying after %d.5s: open /r/data/%02x: no such file or directory'
+                         % (pack, attempt, pack))
+    for index in range(26):
+        lines.append('ignoring error for /srv/data/file-%02d.bin: StreamPack: open /r/data/%02x: no such file or directory' % (index, index))
+    lines.append('Fatal: There were 26 errors')
+    msg = restic.condense('\n'.join(lines))
+    assert msg.startswith('Load <data/005e30a3>: open /r/data/00: no such file or directory (retried 10 times)')
+    assert '(10 more reads failed the same way after retries)' in msg and '(23 more files not restored)' in msg
+    assert msg.endswith('Fatal: There were 26 errors') and 'retrying after' not in msg and len(msg) <= 1500
+    long = restic.condense('\n'.join('line %d %s' % (i, 'x' * 100) for i in range(100)) + '\nFatal: last')
+    assert len(long) <= 1500 and long.endswith(' ...\nFatal: last')
 
 
 @pytest.mark.parametrize('value,ok', [('10%', True), ('100%', True), ('0.5%', True), ('1/5', True), ('5/5', True), ('500M', True),
