@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'tests', 'lab'))
+from secret_sweep import assert_secrets_private  # noqa: E402  pylint: disable=wrong-import-position
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE']).get_hosts('gpu_nodes')
 
@@ -161,3 +165,9 @@ def test_faults_reported_clearly(host):
     assert 'password file' in faults['password_file'] and 'corrupt' not in faults['password_file']
     assert 'symbolic link' in faults['planted']
     assert 'retrying after' not in faults['retries'] and 'retried' in faults['retries']
+
+
+def test_the_password_is_only_in_private_files(host):
+    # Everywhere the collection and its timers write, the journal included (tests/lab/secret_sweep.py).
+    found = assert_secrets_private(host, ['molecule-Backup-Pass-7f3c'])
+    assert '/etc/onprem_ai/restic.pass' in found
