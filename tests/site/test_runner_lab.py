@@ -6,10 +6,9 @@ template's extra vars and the survey answers), env/envvars, env/settings; it rea
 (rc, status, stdout, job_events/ - the stats event carries set_stats as the job's artifacts).
 
 The node is a container of its own (site-runner-gpu-1) from the lab image, provisioned by the lab's
-tests/lab/provision.yml like every lab GPU node (driver 550 loaded), on the lab network, under the lab
-lock, and removed afterwards. Needs the lab image and repository (make lab-image lab-repo)."""
+tests/lab/provision.yml like every lab GPU node (driver 550 loaded), on the lab network, and removed
+afterwards; its name is its own, so it can run beside the molecule scenarios. Needs the lab image and repository (make lab-image lab-repo)."""
 
-import fcntl
 import json
 import os
 import shutil
@@ -47,18 +46,14 @@ def _docker(*args, check=True):
 
 @pytest.fixture(scope="module")
 def lab_node(tmp_path_factory):
-    """A provisioned lab GPU node of this test's own, under /tmp/lab.lock for its whole life."""
+    """A provisioned lab GPU node of this test's own, removed at the end."""
     _need_lab()
     tmp = tmp_path_factory.mktemp("lab")
     inventory = tmp / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {
         "gpu_nodes": {"hosts": {NODE: {}}}, "gateways": {"hosts": {}}},
         "vars": {"ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}))
-    lock = open("/tmp/lab.lock", "a+")  # noqa: SIM115 - held until the fixture ends
-    waited = time.monotonic()
-    fcntl.flock(lock, fcntl.LOCK_EX)
     started = time.monotonic()
-    print(f"lab lock: waited {started - waited:.0f} s")
     env = tool_env(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     try:
         run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "tests/lab/services.yml"], cwd=ROOT, env=env)
@@ -73,9 +68,6 @@ def lab_node(tmp_path_factory):
         yield inventory
     finally:
         _docker("rm", "-f", NODE, check=False)
-        print(f"lab lock held {time.monotonic() - started:.0f} s")
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
 
 
 def test_fleet_report_as_an_awx_job(lab_node, tmp_path):
