@@ -2,7 +2,7 @@
 # The collection as a site gets it (tests/site): the built tarball (no test lab, no caches) accepted by
 # galaxy-importer offline, an execution environment build context from ansible-builder, the README's site
 # steps in a fresh clone and from the tarball, AWX as code (playbooks/awx), and fleet_report.yml through
-# ansible-runner as AWX runs it against a lab GPU node of its own (under /tmp/lab.lock).
+# ansible-runner as AWX runs it against a lab GPU node of its own.
 #   tools/site-checks.sh                                          everything (needs make lab-image lab-repo)
 #   tools/site-checks.sh --ignore=tests/site/test_runner_lab.py   everything but the lab
 # galaxy-importer and ansible-builder go into a separate virtualenv (SITE_TOOLS_VENV, default .gi-venv) made
