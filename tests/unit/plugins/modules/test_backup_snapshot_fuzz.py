@@ -98,7 +98,7 @@ def test_no_bad_keep_count_reaches_restic(tmp_path, value, option):
 
 @FUZZ_SETTINGS
 @given(extra=st.dictionaries(st.from_regex(r'\A[A-Z_][A-Z0-9_]{0,8}\Z'), st.from_regex(r'\A[a-zA-Z0-9]{10,16}\Z'), max_size=3),
-    form=st.sampled_from(['dict', 'json', 'kv']))
+       form=st.sampled_from(['dict', 'json', 'kv']))
 def test_env_values_are_masked_in_every_form(tmp_path, extra, form):
     env = dict(extra, AWS_SECRET_ACCESS_KEY=ENV_SECRET)
     if form == 'json':
