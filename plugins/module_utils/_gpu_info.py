@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
 
 NVIDIA_PACKAGE_PATTERNS = [
     'nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'cuda-toolkit-*', 'cuda-compat-*', 'xserver-xorg-video-nvidia*',
 ]
-# Packages whose version is the user-space driver version, most authoritative first
-# (libnvidia-compute / nvidia-driver-libs hold the NVML library that nvidia-smi loads).
-_DRIVER_PACKAGE_RES = [re.compile(p) for p in (
-    r'^libnvidia-compute(-\d+)?(-server)?$',
-    r'^nvidia-driver-libs$',
-    r'^nvidia-utils(-\d+)?(-server)?$',
-    r'^nvidia-driver(-\d+)?(-server|-open)?$',
-    r'^cuda-drivers(-\d+)?$',
-)]
 _FABRICMANAGER_RE = re.compile(r'^nvidia-fabric-?manager(-\d+)?$')
 
 
@@ -34,13 +26,8 @@ class GpuInfoError(Exception):
     """The host's state cannot be read at all (not a state of the host: a failure)."""
 
 
-def installed_driver_version(packages):
-    """Upstream driver version from installed package versions, or None."""
-    for pattern in _DRIVER_PACKAGE_RES:
-        for name in sorted(packages):
-            if pattern.match(name):
-                return nvidia.upstream_version(packages[name])
-    return None
+# Upstream driver version from installed package versions, or None (one rule for gpu_info and the manifest).
+installed_driver_version = manifest.installed_driver_version
 
 
 def _fabric_manager(module, packages):

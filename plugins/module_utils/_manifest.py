@@ -44,8 +44,10 @@ _OWN_RECORDS = (MANIFEST_NAME, 'dr_drill', 'backup')
 # The fields of the manifest the backup_snapshot module returns (never `records`, which may hold anything).
 PUBLIC_FIELDS = ('manifest_version', 'created', 'hostname', 'reason', 'tags', 'paths', 'exclude', 'packages', 'gpu',
                  'models', 'container_images', 'litellm', 'unreadable')
-# Packages whose version is the user-space driver version, most authoritative first (as in _gpu_info).
-_DRIVER_PACKAGE_RES = [re.compile(p) for p in (
+# Packages whose version is the user-space driver version, most authoritative first (libnvidia-compute /
+# nvidia-driver-libs hold the NVML library that nvidia-smi loads). Here, in the standard-library-only file the
+# backup timer runs, so that _gpu_info can use the same list.
+DRIVER_PACKAGE_RES = [re.compile(p) for p in (
     r'^libnvidia-compute(-\d+)?(-server)?$',
     r'^nvidia-driver-libs$',
     r'^nvidia-utils(-\d+)?(-server)?$',
@@ -162,16 +164,20 @@ def _upstream(version):
     return str(version).split(':', 1)[-1].split('-', 1)[0] if version else None
 
 
+def installed_driver_version(packages):
+    """Upstream driver version from installed package versions ({name: version}), or None."""
+    for pattern in DRIVER_PACKAGE_RES:
+        names = sorted(n for n in packages if pattern.match(n))
+        if names:
+            return _upstream(packages[names[0]])
+    return None
+
+
 def gpu(host, installed_packages, sysfs_version=SYSFS_NVIDIA_VERSION):
     """NVIDIA driver (installed per the packages, loaded per sysfs, reported by nvidia-smi), CUDA, GPUs."""
     nvidia = dict((n, v) for n, v in (installed_packages or {}).items()
                   if n.startswith(('nvidia-', 'libnvidia-', 'cuda-drivers', 'cuda-toolkit-', 'cuda-compat-')))
-    installed = None
-    for pattern in _DRIVER_PACKAGE_RES:
-        names = sorted(n for n in nvidia if pattern.match(n))
-        if names:
-            installed = _upstream(nvidia[names[0]])
-            break
+    installed = installed_driver_version(nvidia)
     loaded = None
     if os.path.isfile(sysfs_version):
         with open(sysfs_version) as handle:

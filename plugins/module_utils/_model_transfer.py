@@ -40,6 +40,8 @@ import urllib.parse
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
+
 BUFFER = 8 * 1024 * 1024
 SPLICE = hasattr(os, 'splice')  # plain http bodies go socket -> pipe -> file in the kernel (Linux, Python 3.10+)
 SPLICE_STEP = 1024 * 1024
@@ -390,19 +392,7 @@ def fsync_dir(path):
 
 def write_private_json(path, data):
     """A small JSON file, 0600 from its creation, written atomically."""
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    state.write_json(path, data, mode=0o600)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------------

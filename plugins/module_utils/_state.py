@@ -42,22 +42,28 @@ def load(state_dir, name):
     return data
 
 
+def write_json(path, data, mode=0o644):
+    """Write a JSON file atomically: a private temporary file in the same directory, fsync, the final
+    `mode`, rename. Raises OSError."""
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=os.path.dirname(path) or '.')
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save(state_dir, name, data):
-    """Write atomically: a temporary file in the same directory, fsync, rename."""
+    """Write the named state atomically (write_json)."""
     try:
         os.makedirs(state_dir, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, dir=state_dir)
-        try:
-            with os.fdopen(fd, 'w') as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.write('\n')
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, state_path(state_dir, name))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_json(state_path(state_dir, name), data)
     except OSError as exc:
         raise StateError('cannot write %s: %s' % (state_path(state_dir, name), exc)) from exc
 
