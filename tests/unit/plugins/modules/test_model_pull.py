@@ -8,10 +8,8 @@ in-process on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given
@@ -22,11 +20,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.onprem_ai.maintenance.plugins.modules import model_pull
 
 from fuzz import FUZZ_SETTINGS, JUNK, mutated_args, run_module
+from lab_source import mss
 
-ROOT = Path(__file__).resolve().parents[4]
-SPEC = importlib.util.spec_from_file_location('model_source_server', str(ROOT / 'tests' / 'lab' / 'model_sources' / 'model_source_server.py'))
-mss = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(mss)
 
 TOKEN = 'tok-module-31337'
 HEADER_SECRET = 'hdr-secret-4242'

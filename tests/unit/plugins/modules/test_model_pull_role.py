@@ -8,7 +8,6 @@ model source in-process on 127.0.0.1, one entry that succeeds and one that fails
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[4]
-SPEC = importlib.util.spec_from_file_location('model_source_server', str(ROOT / 'tests' / 'lab' / 'model_sources' / 'model_source_server.py'))
-mss = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(mss)
+from lab_source import ROOT, mss
+
 
 TOKEN = 'tok-role-8675309'
 OTHER = 'tok-role-other-1234'
