@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
 
-DEFAULT_STATE_DIR = '/var/lib/onprem_ai'
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._state import DEFAULT_STATE_DIR
 STATE_DIR_SPEC = dict(state_dir=dict(type='path', default=DEFAULT_STATE_DIR))
 PACKAGE_SPEC = dict(update_cache=dict(type='bool', default=False))
 

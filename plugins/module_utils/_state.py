@@ -3,7 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Per-node state the collection keeps (previous versions, manifests), written atomically.
+"""Per-node state the collection keeps (previous versions, manifests), and the collection's one atomic
+file write: a temporary file in the target's directory, created 0600 before anything is written, fsynced,
+given its final mode (and the owner of the file it replaces), renamed over the target, and the directory
+fsynced. State files are written 0600: a record may hold deployments, URLs or digests of private models.
+(`_manifest.py` keeps a copy of its own: the backup timer runs it standalone, without this package.)
 
 PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
 """
@@ -12,15 +16,20 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 
 DEFAULT_STATE_DIR = '/var/lib/onprem_ai'
 HISTORY_LENGTH = 20
 
 
-class StateError(Exception):
+class StateError(OnpremError):
     """The state file cannot be read or written."""
+
+    error_kind = 'state'
 
 
 def state_path(state_dir, name):
@@ -42,25 +51,62 @@ def load(state_dir, name):
     return data
 
 
-def write_json(path, data, mode=0o644):
-    """Write a JSON file atomically: a private temporary file in the same directory, fsync, the final
-    `mode`, rename. Raises OSError."""
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=os.path.dirname(path) or '.')
+def write_private(directory, name, text):
+    """A temporary file in `directory` holding `text`, created 0600 before anything is written, flushed and
+    fsynced. Returns its path; install() puts it in place (or the caller removes it). Raises OSError."""
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=directory or '.')
     try:
         with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write('\n')
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def install(tmp, path, mode=None):
+    """Rename `tmp` over `path`: first the owner of the file it replaces (where allowed) and `mode` (or the
+    replaced file's mode; 0600 when there is neither), then the rename, then an fsync of the directory."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        try:
+            os.chown(tmp, old.st_uid, old.st_gid)
+        except PermissionError:
+            pass
+    if mode is not None:
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+    elif old is not None:
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(path) or '.', os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text(path, text, mode=0o600):
+    """Write a file atomically (write_private, then install with `mode`). Raises OSError."""
+    tmp = write_private(os.path.dirname(path), os.path.basename(path), text)
+    try:
+        install(tmp, path, mode)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def write_json(path, data, mode=0o600):
+    """Write a JSON file atomically (write_text), 0600 unless told otherwise. Raises OSError."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n', mode)
+
+
 def save(state_dir, name, data):
-    """Write the named state atomically (write_json)."""
+    """Write the named state atomically, 0600 (write_json)."""
     try:
         os.makedirs(state_dir, mode=0o755, exist_ok=True)
         write_json(state_path(state_dir, name), data)
