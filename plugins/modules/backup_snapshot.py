@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: backup_snapshot
 short_description: Back up, prune, check, list and restore a node with restic, with a system-state manifest
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Drives L(restic,https://restic.net) from the distribution's package on a local path, SFTP, S3-compatible or
     REST server repository (O(repository) is passed to restic as it is).
@@ -37,6 +37,7 @@ author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
   - onprem_ai.maintenance.attributes
+  - onprem_ai.maintenance.common.state_dir
 attributes:
   check_mode:
     support: partial
@@ -187,11 +188,6 @@ options:
         warning; they never stop the backup.
     type: bool
     default: true
-  state_dir:
-    description:
-      - Where the collection keeps its per-node records (and the manifest).
-    type: path
-    default: /var/lib/onprem_ai
   cache_dir:
     description:
       - restic cache directory (restic's default when not set).
@@ -367,208 +363,27 @@ error_kind:
   type: str
 '''
 
-import json
-import os
-import re
-import socket
-import time
+from ansible.module_utils.basic import _load_params
 
-from ansible.module_utils.basic import AnsibleModule, _load_params
-
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _backup as backup
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import (
-    KEEP_MAX, Restic, ResticError, check_read_data_subset, private_target, redact_url, retention_args, snapshot_age,
-    url_secret, verify_restore)
-
-KEEPS = ('keep_last', 'keep_daily', 'keep_weekly', 'keep_monthly')
-_ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-_SNAPSHOT = re.compile(r'^(latest|[0-9a-f]{4,64})$')
-_PATH_OPTIONS = ('password_file', 'state_dir', 'cache_dir', 'target', 'models_root', 'litellm_dir', 'litellm_config')
-
-
-def _covered(path, paths):
-    return any(path == p or path.startswith(p.rstrip('/') + '/') for p in paths)
-
-
-def _reason_tag(reason):
-    return 'reason:' + ''.join(c if c.isalnum() or c in '-_.' else '-' for c in reason)[:60]
-
-
-def _usage(msg):
-    return ResticError(msg, kind='usage')
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
-
-
-def validate(params):
-    """Every option with a range or a shape, checked before restic runs or anything is written (ResticError usage)."""
-    for name, value in params.items():
-        if any('\x00' in text for text in _strings(value)):
-            raise _usage('%s must not contain a NUL character' % name)
-    for name in KEEPS:
-        value = params.get(name)
-        if value is not None and not 1 <= value <= KEEP_MAX:
-            # restic reads a negative count as "unlimited" or a policy that keeps nothing: every snapshot would go.
-            raise _usage('%s must be from 1 to %d, not %d; nothing was forgotten' % (name, KEEP_MAX, value))
-    if not params['repository'].strip() or any(c in params['repository'] for c in '\r\n'):
-        raise _usage('repository must be a restic repository (a path or a URL on one line)')
-    for name in _PATH_OPTIONS:
-        if params.get(name) is not None and not params[name].startswith('/'):
-            raise _usage('%s must be an absolute path, not %r' % (name, params[name]))
-    for path in params['paths']:
-        if not path or not path.startswith('/'):
-            raise _usage('paths must be absolute paths, not %r' % (path,))
-    for name in ('tags', 'exclude', 'include'):
-        for item in params[name]:
-            if not item or not item.strip() or any(c in item for c in '\r\n') or (name == 'tags' and ',' in item):
-                raise _usage('%s must be non-empty single-line strings%s, not %r' % (name, ' without commas' if name == 'tags' else '', item))
-    for name in ('host', 'reason'):
-        value = params.get(name)
-        if value is not None and (not value.strip() or any(c in value for c in '\r\n') or len(value) > 1000):
-            raise _usage('%s must be a non-empty line of at most 1000 characters' % name)
-    if not _SNAPSHOT.match(params['snapshot'] or ''):
-        raise _usage('snapshot must be latest or a snapshot ID (4 to 64 hex digits), not %r' % (params['snapshot'],))
-    if params['read_data_subset'] is not None:
-        check_read_data_subset(params['read_data_subset'])
-    for key, value in (params['env'] or {}).items():
-        if not _ENV_NAME.match(key):
-            raise _usage('env names must be environment variable names (letters, digits, _), not %r' % (key,))
-        if isinstance(value, (dict, list)) or value is None:
-            raise _usage('env %s must be a string' % key)
-
-
-def do_backup(module, restic, params, result):
-    paths = []
-    for path in params['paths']:
-        if os.path.lexists(path):
-            paths.append(path)
-        else:
-            module.warn('%s does not exist on this host and is not backed up' % path)
-    tags = list(params['tags'])
-    if params['reason']:
-        tags.append(_reason_tag(params['reason']))
-    if params['manifest']:
-        data = manifest_utils.build(manifest_utils.ModuleHost(module), paths, exclude=params['exclude'], state_dir=params['state_dir'],
-                                    tags=tags, reason=params['reason'], models_root=params['models_root'],
-                                    litellm_dir=params['litellm_dir'], litellm_config=params['litellm_config'])
-        result['manifest_path'] = os.path.join(params['state_dir'], manifest_utils.MANIFEST_FILE)
-        if not module.check_mode:
-            try:
-                manifest_utils.write(result['manifest_path'], data)
-            except OSError as exc:
-                raise state.StateError('cannot write the manifest %s: %s' % (result['manifest_path'], exc)) from exc
-        result['manifest'] = manifest_utils.public(data)
-        for name, why in sorted(data['unreadable'].items()):
-            module.warn('manifest: %s not recorded: %s' % (name, why))
-        if not _covered(result['manifest_path'], paths):
-            paths.append(result['manifest_path'])
-    if not paths:
-        raise ResticError('nothing to back up: none of the paths exists', kind='no_paths')
-    summary, warnings = restic.backup(paths, exclude=params['exclude'], tags=tags, host=params['host'] or socket.gethostname(),
-                                      dry_run=module.check_mode)
-    for warning in warnings:
-        module.warn(warning)
-    snap = dict((k, v) for k, v in summary.items() if k != 'message_type')
-    snap['id'] = snap.pop('snapshot_id', None)
-    snap['paths'] = paths
-    snap['tags'] = tags
-    result['snapshot'] = snap
-    result['changed'] = True
-
-
-def do_restore(module, restic, params, result):
-    if not params['target']:
-        raise ResticError('action=restore needs target', kind='usage')
-    snap = restic.resolve(params['snapshot'], host=params['host'], tags=params['tags'] or None)
-    snap['age_seconds'] = snapshot_age(snap.get('time'))
-    result['snapshot'] = snap
-    result['target'] = params['target']
-    if module.check_mode:
-        result['changed'] = True
-        return
-    # restic restores as root and follows links it finds in the target: only a directory nobody else can write.
-    private_target(params['target'])
-    restic.restore(snap['id'], params['target'], include=params['include'], exclude=params['exclude'], verify=params['verify'])
-    result['changed'] = True
-    manifest_path = os.path.join(params['target'], os.path.join(params['state_dir'], manifest_utils.MANIFEST_FILE).lstrip('/'))
-    data = None
-    if os.path.isfile(manifest_path):
-        try:
-            with open(manifest_path) as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            module.warn('cannot read the restored manifest %s: %s' % (manifest_path, exc))
-        if not isinstance(data, dict):
-            data = None
-        result['manifest'] = manifest_utils.public(data)
-        result['manifest_path'] = manifest_path
-    if params['verify']:
-        check = verify_restore(restic.ls(snap['id']), params['target'], params['include'])
-        if data is not None:
-            recorded = [p for p in data.get('paths') or []
-                        if isinstance(p, dict) and (not params['include'] or _covered(str(p.get('path')), params['include']))]
-            check['manifest'] = manifest_utils.compare(dict(data, paths=recorded), params['target'])
-            check['ok'] = check['ok'] and check['manifest']['ok']
-        result['verification'] = check
-        if not check['ok']:
-            raise ResticError('restore of snapshot %s into %s does not match the snapshot: %d missing, %d size mismatches%s' % (
-                snap.get('short_id'), params['target'], len(check['missing']), len(check['size_mismatch']),
-                '' if check.get('manifest', {}).get('ok', True) else ', manifest file counts differ'), kind='verify')
-
-
-def run(module, params, result):
-    validate(params)
-    restic = Restic(module, params['repository'], password=params['password'], password_file=params['password_file'],
-                    env=params['env'], cache_dir=params['cache_dir'])
-    result['_restic'] = restic
-    action = params['action']
-    if action == 'init':
-        exists = restic.exists()
-        result['initialized'] = not exists
-        if not exists:
-            result['changed'] = True
-            if not module.check_mode:
-                restic.init()
-    elif action == 'backup':
-        do_backup(module, restic, params, result)
-    elif action == 'forget':
-        retention = retention_args(params['keep_last'], params['keep_daily'], params['keep_weekly'], params['keep_monthly'])
-        if not retention:
-            raise ResticError('action=forget needs at least one of keep_last, keep_daily, keep_weekly, keep_monthly', kind='usage')
-        result['forget'] = restic.forget(retention, host=params['host'] or socket.gethostname(), tags=params['tags'] or None,
-                                         group_by=','.join(params['group_by']), prune=params['prune'], dry_run=module.check_mode)
-        result['changed'] = bool(result['forget']['removed'])
-    elif action == 'check':
-        result['check'] = restic.check(params['read_data_subset'])
-    elif action == 'snapshots':
-        result['snapshots'] = restic.snapshots(host=params['host'], tags=params['tags'] or None)
-    elif action == 'restore':
-        do_restore(module, restic, params, result)
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import STATE_DIR_SPEC, OnpremModule
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import url_secret
 
 
 def main():
-    # A password inside the repository URL makes the whole option no_log, decided before AnsibleModule validates the
-    # arguments: a failure there prints the module's arguments, with only the no_log values masked.
+    # A password inside the repository URL makes the whole option no_log, decided before the arguments are
+    # validated: a failure there prints the module's arguments, with only the no_log values masked.
     raw = _load_params()
     repository = raw.get('repository') if isinstance(raw, dict) else None
-    module = AnsibleModule(
+    module = OnpremModule(
         argument_spec=dict(
             repository=dict(type='str', required=True, no_log=bool(isinstance(repository, str) and url_secret(repository))),
             password=dict(type='str', no_log=True),
             password_file=dict(type='path', no_log=False),
             env=dict(type='dict', default={}, no_log=True),
-            action=dict(type='str', default='backup', choices=['init', 'backup', 'forget', 'check', 'snapshots', 'restore']),
+            action=dict(type='str', default='backup', choices=list(backup.ACTIONS)),
             paths=dict(type='list', elements='path', default=[]),
             exclude=dict(type='list', elements='str', default=[]),
             tags=dict(type='list', elements='str', default=[]),
@@ -586,47 +401,22 @@ def main():
             include=dict(type='list', elements='str', default=[]),
             verify=dict(type='bool', default=True),
             manifest=dict(type='bool', default=True),
-            state_dir=dict(type='path', default='/var/lib/onprem_ai'),
             cache_dir=dict(type='path'),
             models_root=dict(type='path', default=manifest_utils.MODELS_ROOT),
             litellm_dir=dict(type='path', default=manifest_utils.LITELLM_INSTALL_DIR),
             litellm_config=dict(type='path', default=manifest_utils.LITELLM_CONFIG),
+            **STATE_DIR_SPEC
         ),
         required_one_of=[('password', 'password_file')],
         mutually_exclusive=[('password', 'password_file')],
         required_if=[('action', 'backup', ['paths']), ('action', 'restore', ['target'])],
         supports_check_mode=True,
     )
-    params = module.params
-    # AnsibleModule lists the no_log values before it turns a JSON or k=v string into a dict, so an env given as a
-    # string would only have the whole string masked: mask each value (and a password inside the repository URL).
-    secrets = [str(v) for v in (params['env'] or {}).values() if v is not None and not isinstance(v, (dict, list))]
-    secrets.append(url_secret(params['repository']))
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            module.no_log_values.add(secret)
-    result = {'changed': False, 'action': params['action'], 'repository': redact_url(params['repository'])}
-    started = time.time()
     try:
-        run(module, params, result)
-    except ResticError as exc:
-        restic = result.pop('_restic', None)
-        result.pop('manifest', None)
-        result['duration'] = round(time.time() - started, 3)
-        msg = restic.scrub(str(exc)) if restic else str(exc)
-        module.fail_json(msg=msg, error_kind=exc.kind, **(restic.scrub_value(result) if restic else result))
-    except state.StateError as exc:
-        restic = result.pop('_restic', None)
-        result.pop('manifest', None)
-        module.fail_json(msg=restic.scrub(str(exc)) if restic else str(exc), error_kind='state', **result)
-    except OSError as exc:
-        restic = result.pop('_restic', None)
-        result.pop('manifest', None)
-        msg = 'cannot %s: %s' % (params['action'], exc)
-        module.fail_json(msg=restic.scrub(msg) if restic else msg, error_kind='os', **result)
-    restic = result.pop('_restic')
-    result['duration'] = round(time.time() - started, 3)
-    module.exit_json(**restic.scrub_value(result))
+        result = backup.run(module)
+    except Exception as exc:  # pylint: disable=broad-except  # one failure shape, never a traceback
+        module.fail_json(**failure(exc, backup.redactor(module.params), 'backup_snapshot'))
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':
