@@ -3,18 +3,41 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""LiteLLM proxy config model: validation, secrets policy, declarative deployments, drain/undrain.
+"""LiteLLM proxy config: the model (validation, secrets policy, declarative deployments, drain/undrain, as
+pure data functions unit-tested without a host) and, at the end, the litellm_config module's run over the
+file (lock, read, change, validate, write atomically, drain record).
 
 PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
-Pure data functions (no I/O) so that they are unit-tested without a host. Messages never quote a value that
-could be a secret: they name where it is and what kind of value was found.
+Messages never quote a value that could be a secret: they name where it is and what kind of value was found.
+Errors are ConfigError (an OnpremError with an `error_kind`) or _state.StateError.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
+import fcntl
+import json
 import math
+import os
 import re
+import time
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.common.validation import check_type_dict
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+
+try:
+    import yaml
+    HAS_YAML = True
+    YAML_IMPORT_ERROR = None
+except ImportError:
+    HAS_YAML = False
+    YAML_IMPORT_ERROR = traceback.format_exc()
 
 ENV_REFERENCE = 'os.environ/'
 KNOWN_TOP_LEVEL = ('model_list', 'litellm_settings', 'router_settings', 'general_settings', 'environment_variables',
@@ -35,8 +58,10 @@ HEADER_SECTIONS = ('extra_headers', 'headers')
 MASK = '********'
 
 
-class ConfigError(Exception):
+class ConfigError(OnpremError):
     """The config is invalid, or a change would break it; the message says where."""
+
+    error_kind = 'invalid'
 
 
 def _is_number(value):
@@ -314,7 +339,27 @@ def validate(config):
         errors.append('router_settings.fallbacks must be a list of {model_name: [fallbacks]} mappings')
     general = _mapping(config.get('general_settings'))
     _check_number(general, 'health_check_interval', 'general_settings', errors, strict=True)
+    errors.extend(_partial_weights(models))
     return errors, warnings
+
+
+def _partial_weights(models):
+    """A model group where only some deployments have a weight: LiteLLM (1.108, simple-shuffle) then gives the
+    others weight 0, so one weighted deployment (a canary) would take every request (issue 16)."""
+    groups = {}
+    for index, deployment in enumerate(models):
+        deployment = _mapping(deployment)
+        if isinstance(deployment.get('model_name'), str):
+            weighted = 'weight' in _mapping(deployment.get('litellm_params'))
+            groups.setdefault(deployment['model_name'], []).append((index, weighted))
+    errors = []
+    for name, members in groups.items():
+        weighted = [index for index, has in members if has]
+        if weighted and len(weighted) < len(members):
+            errors.append('model %r: only model_list[%s] of its %d deployments have a litellm_params.weight; LiteLLM gives '
+                          'the others weight 0 (no traffic), so give every deployment of the model a weight, or none'
+                          % (name, ', '.join(str(i) for i in weighted), len(members)))
+    return errors
 
 
 def _index_of(models, key):
@@ -408,3 +453,251 @@ def apply_changes(config, present=(), absent=(), exclusive=False, sections=None,
             if _index_of(models, deployment_key(deployment)) is None:
                 models.append(deployment)
     return new, drained
+
+
+# -- the config file (the litellm_config module) -------------------------------------------------------------
+
+DRAINED_STATE = 'litellm_drained'
+GIVEN = ('deployments', 'absent_deployments') + SECTIONS
+
+
+def hide(module, values):
+    """Hide these secret values from every output of the module (four characters or more: shorter ones are not
+    secrets worth masking every occurrence of in the output)."""
+    for value in values:
+        if len(value) >= 4:
+            module.no_log_values.add(value)
+
+
+def given_secrets(params):
+    """Secrets written in clear in the arguments, also inside a JSON or key=value string given for a dict or a list."""
+    found = {}
+    for name in GIVEN:
+        value = params.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                try:
+                    value = check_type_dict(value)
+                except (TypeError, ValueError):
+                    value = None
+        found[name] = value
+    values = secret_values(found)
+    selectors = [params.get('drain'), params.get('undrain')]
+    for selector in [item for items in selectors if isinstance(items, list) for item in items]:
+        userinfo = url_credentials(selector)
+        values.extend(part for part in (userinfo, userinfo.partition(':')[2]) if part)
+    return values
+
+
+class ConfigModule(OnpremModule):
+    """Secrets given in clear are hidden as soon as the arguments are read, before they are checked: a refusal of the
+    arguments themselves, printed with their invocation, shows none."""
+
+    def _load_params(self):
+        super(ConfigModule, self)._load_params()
+        try:
+            hide(self, given_secrets(self.params if isinstance(self.params, dict) else {}))
+        except Exception:  # pylint: disable=broad-except  # junk arguments are refused later, with a message
+            pass
+
+
+def dump(config):
+    return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
+
+
+def yaml_problem(exc):
+    """Where and what, never the offending line (it may hold a key): PyYAML's own message quotes it."""
+    def at(mark):
+        return 'line %d, column %d' % (mark.line + 1, mark.column + 1)
+
+    mark, context_mark = getattr(exc, 'problem_mark', None), getattr(exc, 'context_mark', None)
+    where = at(mark) if mark is not None else (at(context_mark) if context_mark is not None else 'unknown position')
+    problem = getattr(exc, 'problem', None) or type(exc).__name__
+    if getattr(exc, 'context', None):
+        problem = '%s%s: %s' % (exc.context, ' at %s' % at(context_mark) if context_mark is not None and mark is not None else '', problem)
+    # Quoted text in a problem (a tag, an alias, a token) is content: keep one- or two-character tokens only.
+    problem = re.sub(r"'([^']{3,})'|\"([^\"]{3,})\"", "'...'", problem)
+    return 'YAML error at %s: %s' % (where, problem)
+
+
+def lock(paths, timeout):
+    """Hold an exclusive lock on each existing directory (config, drain record) for the whole run, so two runs on
+    one config never lose each other's change. Bounded by timeout; the locks go with the process."""
+    handles = []
+    deadline = time.monotonic() + timeout
+    for path in sorted(set(p for p in paths if os.path.isdir(p))):
+        fd = os.open(path, os.O_RDONLY)
+        handles.append(fd)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    return handles
+
+
+def numeric_mode(mode):
+    """The file mode when given as octal digits (int or string); None for symbolic modes (set after the rename)."""
+    if isinstance(mode, int):
+        return mode & 0o7777
+    if isinstance(mode, str) and re.match(r'^0?[0-7]{3,4}$', mode):
+        return int(mode, 8)
+    return None
+
+
+def read_config(path):
+    """(text, parsed) of the existing config; ('', {}) when there is none. Errors say line and column, not content."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return '', {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError('Cannot read %s: %s' % (path, getattr(exc, 'strerror', None) or type(exc).__name__), error_kind='unreadable')
+    try:
+        current = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError('Cannot read %s: %s. It was not changed.' % (path, yaml_problem(exc)), error_kind='unreadable')
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ConfigError('Cannot read %s: the YAML cannot be loaded (%s). It was not changed.' % (path, type(exc).__name__),
+                          error_kind='unreadable')
+    return text, ({} if current is None else current)
+
+
+def check_params(params):
+    """The options with a shape or a range (usage)."""
+    path = params['path']
+    if not path or not os.path.isabs(path) or not os.path.basename(path) or os.path.isdir(path):
+        raise ConfigError('path must be the absolute path of the config file (not a directory)', error_kind='usage')
+    if not params['state_dir'] or not os.path.isabs(params['state_dir']):
+        raise ConfigError('state_dir must be an absolute path', error_kind='usage')
+    if not 1 <= params['lock_timeout'] <= 86400:
+        raise ConfigError('lock_timeout must be between 1 and 86400 seconds', error_kind='usage')
+    if params['validate_command'] is not None and not [part for part in params['validate_command'] if part]:
+        raise ConfigError('validate_command must name a command', error_kind='usage')
+
+
+def run(module):
+    """The litellm_config module's result: check, lock, change, validate and write the config. Raises ConfigError
+    or StateError."""
+    if not HAS_YAML:
+        raise ConfigError(missing_required_lib('PyYAML (python3-yaml)'), error_kind='missing_library', exception=YAML_IMPORT_ERROR)
+    params = module.params
+    # Secrets given in clear anywhere in the arguments are hidden from every output, -vvv invocation included
+    # (again after the arguments were converted to their types).
+    hide(module, given_secrets(params))
+    check_params(params)
+    directory = os.path.dirname(params['path']) or '.'
+    try:
+        locks = lock([directory, params['state_dir']], params['lock_timeout'])
+    except OSError as exc:
+        raise ConfigError('Cannot lock %s for this run (another run still working on it after %ss?): %s'
+                          % (directory, params['lock_timeout'], exc.strerror or exc), error_kind='busy')
+    try:
+        return _change(module, params, directory)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _load_drained(params):
+    records = state.load(params['state_dir'], DRAINED_STATE)
+    drained = records.get(params['path'], {})
+    if not isinstance(drained, dict):
+        raise state.StateError('The drain record %s is malformed for %s (move it away to start a fresh one)'
+                               % (state.state_path(params['state_dir'], DRAINED_STATE), params['path']))
+    return records, drained
+
+
+def _new_config(module, params, current, drained_before):
+    """(new config, drained) after the requested changes, validated; the file is not touched."""
+    path = params['path']
+    try:
+        new, drained = apply_changes(current, params['deployments'], params['absent_deployments'], params['exclusive'],
+                                     dict((name, params[name]) for name in SECTIONS), params['drain'], params['undrain'],
+                                     drained_before, params['allow_drain_last'])
+    except ConfigError as exc:
+        raise ConfigError('%s. %s was not changed.' % (exc, path), error_kind=exc.error_kind) from exc
+    errors, warnings = validate(new)
+    for warning in warnings:
+        module.warn(warning)
+    if errors:
+        raise ConfigError('The resulting LiteLLM config is invalid, %s was not changed: %s' % (path, '; '.join(errors)))
+    secrets = plaintext_secrets(new)
+    if secrets and not params['allow_plaintext_secrets']:
+        raise ConfigError('Secrets written in clear at %s (secret-named values, header values, URLs with user:password@); '
+                          'use os.environ/VAR references (the value comes from the proxy\'s environment file) or set '
+                          'allow_plaintext_secrets. %s was not changed.' % (', '.join(secrets), path), error_kind='plaintext_secret')
+    return new, drained
+
+
+def _write_config(module, params, directory, text, before_text, result):
+    """Validate the candidate file with validate_command, keep a backup copy, install it atomically."""
+    path = params['path']
+    if not os.path.isdir(directory):
+        raise ConfigError('Directory %s does not exist' % directory, error_kind='usage')
+    tmp = None
+    try:
+        tmp = state.write_private(directory, os.path.basename(path), text)
+        if params['validate_command']:
+            command = [tmp if part == '%s' else part for part in params['validate_command']]
+            rc, out, err = module.run_command(command)
+            if rc != 0:
+                raise ConfigError('validate_command refused the new config (rc=%s): %s. %s was not changed.'
+                                  % (rc, (err or out).strip()[-2000:], path), error_kind='validate_command')
+        if params['backup'] and before_text:
+            result['backup_file'] = module.backup_local(path)
+        state.install(tmp, path, numeric_mode(params['mode']))
+    except OSError as exc:
+        raise ConfigError('Cannot write %s: %s. It was not changed.' % (path, exc.strerror or exc), error_kind='os')
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _change(module, params, directory):
+    """Read, change, validate and write the config and the drain record, under the locks."""
+    path = params['path']
+    before_text, current = read_config(path)
+    # Secrets already in the file (written with allow_plaintext_secrets) are hidden too, from validate_command's output on.
+    hide(module, secret_values(current))
+    records, drained_before = _load_drained(params)
+    new, drained = _new_config(module, params, current, drained_before)
+    after_text = dump(new)
+    content_changed = after_text != before_text
+    drained_changed = drained != drained_before
+    record_path = state.state_path(params['state_dir'], DRAINED_STATE)
+    try:
+        record_open = bool(os.stat(record_path).st_mode & 0o077)  # an older record, readable by others
+    except OSError:
+        record_open = False
+    result = dict(changed=content_changed or drained_changed or record_open, restart_required=content_changed,
+                  deployments=[deployment_label(d) for d in new.get('model_list', [])],
+                  drained=sorted(safe_url(label) for label in drained))
+    if module._diff:
+        result['diff'] = dict(before=dump(masked(current)) if before_text else '', after=dump(masked(new)),
+                              before_header=path, after_header=path)
+    if module.check_mode:
+        return result
+    if content_changed:
+        _write_config(module, params, directory, after_text, before_text, result)
+    file_args = module.load_file_common_arguments(params)
+    if file_args.get('mode') is None and content_changed:
+        file_args['mode'] = '0640'  # the proxy's config is not for every local user
+    if os.path.exists(path):
+        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'])
+    if drained_changed or record_open:
+        records[path] = drained
+        records['updated'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+        try:
+            os.makedirs(params['state_dir'], mode=0o755, exist_ok=True)
+            state.write_json(record_path, records)
+        except OSError as exc:
+            raise state.StateError('The config was written but the drain record %s was not: %s' % (record_path, exc.strerror or exc),
+                                   **result)
+    return result

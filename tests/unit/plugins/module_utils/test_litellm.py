@@ -219,3 +219,19 @@ def test_router_and_general_range_checks():
     config['general_settings']['health_check_interval'] = 0
     errors, dummy = litellm.validate(config)
     assert len(errors) == 4, errors
+
+
+def test_weights_on_some_deployments_of_a_model_are_an_error_and_on_all_or_none_are_not():
+    def deployment(name, base, weight=None):
+        params = {'model': 'openai/%s' % name, 'api_base': 'http://%s:8000/v1' % base}
+        if weight is not None:
+            params['weight'] = weight
+        return {'model_name': name, 'litellm_params': params}
+
+    partial = {'model_list': [deployment('a', 'n1', 3), deployment('a', 'n2'), deployment('b', 'n1'), deployment('b', 'n2')]}
+    errors, dummy = litellm.validate(partial)
+    assert len(errors) == 1 and "model 'a': only model_list[0] of its 2 deployments" in errors[0]
+    for config in ({'model_list': [deployment('a', 'n1', 3), deployment('a', 'n2', 1)]},
+                   {'model_list': [deployment('a', 'n1'), deployment('a', 'n2')]},
+                   {'model_list': [deployment('a', 'n1', 0.5), deployment('b', 'n2')]}):
+        assert litellm.validate(config)[0] == []

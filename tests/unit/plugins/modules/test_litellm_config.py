@@ -13,6 +13,7 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
 from ansible_collections.onprem_ai.maintenance.plugins.modules import litellm_config
 
 BACKENDS = [
@@ -181,7 +182,7 @@ def test_drain_record_is_0600_even_when_an_older_one_was_not(capsys, paths):
 
 def test_temp_file_is_0600_before_content_and_synced(capsys, paths, monkeypatch):
     synced = []
-    real_fsync = litellm_config.os.fsync
+    real_fsync = state.os.fsync
 
     def fsync(fd):
         info = os.fstat(fd)
@@ -189,7 +190,7 @@ def test_temp_file_is_0600_before_content_and_synced(capsys, paths, monkeypatch)
         return real_fsync(fd)
 
     old_umask = os.umask(0)
-    monkeypatch.setattr(litellm_config.os, 'fsync', fsync)
+    monkeypatch.setattr(state.os, 'fsync', fsync)
     try:
         run(capsys, deployments=BACKENDS, **paths)
     finally:
@@ -291,3 +292,14 @@ def test_property_malformed_existing_files(tmp_path, text, drain, diff):
     result = fuzz.run_module(litellm_config.main, args, allowed_root=root, secrets=PLANTED)
     if result.get('failed'):
         assert open(paths['path'], encoding='utf-8', errors='surrogateescape', newline='').read() == text  # nothing written on a refusal
+
+
+def test_a_model_group_with_weights_on_only_some_deployments_is_refused(capsys, paths):
+    # LiteLLM (1.108, simple-shuffle) gives a deployment without a weight weight 0 once another deployment of the same
+    # model has one: one weighted canary would take every request (issue 16). Weights on all, or on none.
+    canary = [dict(BACKENDS[0], litellm_params=dict(BACKENDS[0]['litellm_params'], weight=1)), BACKENDS[1]]
+    out = run(capsys, deployments=canary, **paths)
+    assert out['failed'] is True and out['error_kind'] == 'invalid' and not os.path.exists(paths['path'])
+    assert "model 'llama': only model_list[0] of its 2 deployments have a litellm_params.weight" in out['msg']
+    everyone = [canary[0], dict(BACKENDS[1], litellm_params=dict(BACKENDS[1]['litellm_params'], weight=9))]
+    assert run(capsys, deployments=everyone, **paths)['changed'] is True
