@@ -29,6 +29,7 @@ import collections
 import re
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._manifest import DPKG_QUERY, RPM_QUERY
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia import COMPUTE_APP_FIELDS
 
 Result = collections.namedtuple('Result', 'rc out err')
@@ -98,8 +99,9 @@ TOOLS = {
     'apt-cache': Tool('apt-cache', dict(madison=fixed('madison'), name=as_value)),
     'apt-mark': Tool('apt-mark', dict(showhold=fixed('showhold'), hold=fixed('hold'), unhold=fixed('unhold'), names=as_list),
                      changes=('hold', 'unhold')),
-    'dpkg-query': Tool('dpkg-query', dict(list=fixed('-W', '-f', '${Package}\t${Version}\t${db:Status-Abbrev}\n'))),
-    'rpm': Tool('rpm', dict(list=fixed('-qa', '--qf', '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n'))),
+    # declared in _manifest.py, which the backup timer runs alone (standard library only)
+    'dpkg-query': Tool('dpkg-query', dict(list=fixed(*DPKG_QUERY))),
+    'rpm': Tool('rpm', dict(list=fixed(*RPM_QUERY))),
     'dnf': Tool('dnf', dict(
         makecache=fixed('makecache', '-q'), available=fixed('list', '--showduplicates', '--available', '-q'), name=as_value,
         module_reset=fixed('module', 'reset', '-y'), module_enable=fixed('module', 'enable', '-y'), stream=lambda v: ['%s:%s' % tuple(v)],
@@ -140,7 +142,10 @@ class Runner(object):
         return self._paths[name]
 
     def execute(self, argv, env=None, data=None):
-        """(rc, out, err) of one argv list: the collection's only call of run_command (same interface as _manifest.LocalHost)."""
+        """(rc, out, err) of one argv list: the collection's only call of run_command (same interface as _manifest.LocalHost).
+
+        Declared tools go through run(); execute() alone is for argv that the user gives (e.g. litellm_config's validate_command).
+        """
         kwargs = {'environ_update': dict(env or {})}
         if data is not None:
             kwargs['data'] = data

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 
 class ScriptedModule(object):
@@ -44,7 +45,7 @@ SIMULATION = ('NOTE: This is only a simulation!\n'
 
 def test_apt_available_versions():
     module = ScriptedModule(APT_BINS, [(['/usr/bin/apt-cache', 'madison', 'nvidia-driver-570'], (0, MADISON, ''))])
-    assert pkg.AptBackend(module).available_versions('nvidia-driver-570') == ['570.133.20-1', '570.124.06-1']
+    assert pkg.AptBackend(Runner(module)).available_versions('nvidia-driver-570') == ['570.133.20-1', '570.124.06-1']
 
 
 INSTALL_ARGS = ['install', '-y', '-q', '--allow-downgrades', '--allow-change-held-packages', '-o', 'Dpkg::Options::=--force-confdef',
@@ -55,7 +56,7 @@ def test_apt_simulation_parsing(tmp_path):
     status = tmp_path / 'status'
     status.write_text('Package: nvidia-driver-550\nStatus: install ok installed\n')
     module = ScriptedModule(APT_BINS, [(['/usr/bin/apt-get'] + INSTALL_ARGS, (0, SIMULATION, ''))])
-    actions = pkg.AptBackend(module).simulate_install([('libnvidia-compute-570', '570.133.20-1')], status_file=str(status))
+    actions = pkg.AptBackend(Runner(module)).simulate_install([('libnvidia-compute-570', '570.133.20-1')], status_file=str(status))
     assert actions == [
         {'action': 'remove', 'name': 'nvidia-driver-550', 'from': '550.127.08-1', 'to': None},
         {'action': 'install', 'name': 'libnvidia-compute-570', 'from': None, 'to': '570.133.20-1'},
@@ -79,7 +80,7 @@ def test_apt_simulation_ignores_holds_that_a_real_run_lifts(tmp_path):
     status = tmp_path / 'status'
     status.write_text('Package: nvidia-driver-570\nStatus: hold ok installed\n')
     module = StatusReadingModule(APT_BINS, [])
-    pkg.AptBackend(module).simulate_install([('libnvidia-compute-570', '570.133.20-1')], status_file=str(status))
+    pkg.AptBackend(Runner(module)).simulate_install([('libnvidia-compute-570', '570.133.20-1')], status_file=str(status))
     assert module.status_seen == 'Package: nvidia-driver-570\nStatus: install ok installed\n'
     assert status.read_text().count('hold') == 1  # the real status file is untouched
 
@@ -90,7 +91,7 @@ def test_apt_holds():
         (['/usr/bin/apt-mark', 'hold', 'a', 'b'], (0, '', '')),
         (['/usr/bin/apt-mark', 'unhold', 'c'], (0, '', '')),
     ])
-    backend = pkg.AptBackend(module)
+    backend = pkg.AptBackend(Runner(module))
     assert backend.held() == ['libnvidia-compute-570', 'nvidia-driver-570']
     backend.hold(['b', 'a'])
     backend.unhold(['c'])
@@ -99,19 +100,19 @@ def test_apt_holds():
 
 def test_apt_failure_message():
     module = ScriptedModule(APT_BINS, [(['/usr/bin/apt-get', 'update', '-q'], (100, '', 'E: The repository is not signed.'))])
-    with pytest.raises(pkg.PackageError, match=r'apt-get update -q failed \(rc=100\): E: The repository is not signed.'):
-        pkg.AptBackend(module).update_cache()
+    with pytest.raises(pkg.PackageError, match=r'apt-get update failed \(rc=100\): E: The repository is not signed.'):
+        pkg.AptBackend(Runner(module)).update_cache()
 
 
 def test_installed_packages_dpkg_and_rpm():
     module = ScriptedModule({'dpkg-query': '/usr/bin/dpkg-query'}, [(
         ['/usr/bin/dpkg-query', '-W', '-f', '${Package}\t${Version}\t${db:Status-Abbrev}\n'],
         (0, 'nvidia-driver-570\t570.133.20-1\thi \nnvidia-driver-550\t550.127.08-1\trc \nlibc6:amd64\t2.36\tii \n', ''))])
-    assert pkg.installed_packages(module, ['nvidia-*', 'libc6']) == {'nvidia-driver-570': '570.133.20-1', 'libc6': '2.36'}
+    assert pkg.backend(Runner(module)).installed(['nvidia-*', 'libc6']) == {'nvidia-driver-570': '570.133.20-1', 'libc6': '2.36'}
     module = ScriptedModule({'rpm': '/usr/bin/rpm'}, [(
         ['/usr/bin/rpm', '-qa', '--qf', '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n'],
         (0, 'nvidia-driver\t3:570.133.20-1.el9\nbash\t0:5.1.8-9.el9\n', ''))])
-    assert pkg.installed_packages(module, ['nvidia-*', 'bash']) == {'nvidia-driver': '3:570.133.20-1.el9', 'bash': '5.1.8-9.el9'}
+    assert pkg.backend(Runner(module)).installed(['nvidia-*', 'bash']) == {'nvidia-driver': '3:570.133.20-1.el9', 'bash': '5.1.8-9.el9'}
 
 
 def test_dnf_backend():
@@ -126,7 +127,7 @@ def test_dnf_backend():
         (['/usr/bin/dnf', 'versionlock', 'list', '-q'], (0, 'nvidia-driver-3:570.133.20-1.el9.*\n', '')),
         (['/usr/bin/dnf', 'versionlock', 'add', 'nvidia-driver'], (0, '', '')),
     ])
-    backend = pkg.DnfBackend(module)
+    backend = pkg.DnfBackend(Runner(module))
     assert backend.available_versions('nvidia-driver') == ['3:570.133.20-1.el9', '3:570.124.06-1.el9']
     backend.enable_module_stream('nvidia-driver', '570-dkms')
     backend.install([('nvidia-driver', '3:570.133.20-1.el9')])
@@ -135,7 +136,7 @@ def test_dnf_backend():
 
 
 def test_backend_selection():
-    assert isinstance(pkg.backend(ScriptedModule(APT_BINS, [])), pkg.AptBackend)
-    assert isinstance(pkg.backend(ScriptedModule({'rpm': '/usr/bin/rpm', 'dnf': '/usr/bin/dnf'}, [])), pkg.DnfBackend)
-    with pytest.raises(AssertionError, match='Neither dpkg'):
-        pkg.backend(ScriptedModule({}, []))
+    assert isinstance(pkg.backend(Runner(ScriptedModule(APT_BINS, []))), pkg.AptBackend)
+    assert isinstance(pkg.backend(Runner(ScriptedModule({'rpm': '/usr/bin/rpm', 'dnf': '/usr/bin/dnf'}, []))), pkg.DnfBackend)
+    with pytest.raises(pkg.PackageError, match='Neither dpkg'):
+        pkg.backend(Runner(ScriptedModule({}, [])))

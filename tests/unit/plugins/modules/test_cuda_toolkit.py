@@ -15,6 +15,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _cuda
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError, failure
 from ansible_collections.onprem_ai.maintenance.plugins.modules import cuda_toolkit
 
 DRIVER_550 = {'nvidia-driver-550': '550.127.08-1', 'nvidia-utils-550': '550.127.08-1', 'libnvidia-compute-550': '550.127.08-1'}
@@ -223,9 +224,9 @@ def run(host, tmp_path, **kwargs):
 
 
 def fail(host, tmp_path, **kwargs):
-    with pytest.raises(Failed) as info:
+    with pytest.raises(OnpremError) as info:
         run(host, tmp_path, **kwargs)
-    return info.value.args[0]
+    return failure(info.value)
 
 
 @pytest.fixture
@@ -413,7 +414,7 @@ def test_apt_error_is_a_clear_message(root, tmp_path):
     host = node(root)
     host.failures[('apt-get', 'install')] = (100, '', 'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\n')
     failure = fail(host, tmp_path, versions=['12.8'])
-    assert failure['msg'] == ('Package operation failed: /usr/bin/apt-get install -y failed (rc=100): '
+    assert failure['msg'] == ('Package operation failed: apt-get install failed (rc=100): '
                               'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)')
     assert failure['changed'] is False and host.toolkit_dirs() == ['cuda-12.4']
 

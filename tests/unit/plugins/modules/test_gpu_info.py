@@ -14,6 +14,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _gpu_info
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 from ansible_collections.onprem_ai.maintenance.plugins.modules import gpu_info
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
@@ -66,7 +67,7 @@ def loaded(tmp_path, version):
 
 def test_healthy_node(tmp_path):
     module = apt_module((0, xml(), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
     assert result['gpus_present'] is True and result['gpu_count'] == 2 and result['reason'] is None
     assert result['driver'] == {
         'installed_version': '570.133.20', 'loaded_version': '570.133.20', 'smi_version': '570.133.20', 'branch': '570',
@@ -81,7 +82,7 @@ def test_healthy_node(tmp_path):
 
 def test_mismatch_after_package_upgrade(tmp_path):
     module = apt_module((18, MISMATCH, ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '550.127.08'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '550.127.08'), cuda_root=str(tmp_path))
     assert result['gpus_present'] is False
     assert result['nvidia_smi']['state'] == 'driver_library_mismatch'
     assert result['driver']['mismatch'] is True
@@ -91,7 +92,7 @@ def test_mismatch_after_package_upgrade(tmp_path):
 
 def test_host_without_driver(tmp_path):
     module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (0, 'bash\t5.2\tii \n', '')})
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
     assert result['gpus_present'] is False
     assert result['reason'].startswith('no NVIDIA driver installed')
     assert result['driver']['installed_version'] is None and result['driver']['mismatch'] is False
@@ -100,7 +101,7 @@ def test_host_without_driver(tmp_path):
 
 def test_driver_without_devices(tmp_path):
     module = apt_module((6, 'No devices were found\n', ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
     assert result['gpus_present'] is False
     assert result['nvidia_smi']['state'] == 'no_devices'
     assert result['reason'] == 'the NVIDIA driver finds no GPU on this host'
@@ -108,7 +109,7 @@ def test_driver_without_devices(tmp_path):
 
 def test_rpm_host(tmp_path):
     module = FakeModule({'rpm': '/usr/bin/rpm'}, {'rpm': (0, 'nvidia-driver-libs\t3:570.133.20-1.el9\nkernel\t0:5.14.0-1\n', '')})
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
     assert result['packages'] == {'nvidia-driver-libs': '3:570.133.20-1.el9'}
     assert result['driver']['installed_version'] == '570.133.20'
 
@@ -116,7 +117,7 @@ def test_rpm_host(tmp_path):
 def test_package_database_error_is_a_clear_failure(tmp_path):
     module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (2, '', 'dpkg: error: database locked')})
     with pytest.raises(_gpu_info.GpuInfoError, match='Cannot read the package database: dpkg-query failed'):
-        _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+        _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
 
 
 def test_package_database_error_fails_the_module_once(mocker, capsys):
@@ -158,7 +159,7 @@ REAL = {
 def test_gather_real_capture(tmp_path, name):
     want = REAL[name]
     module = apt_module((0, xml(name), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
     assert [g['index'] for g in result['gpus']] == want['indexes']
     assert [g['minor_number'] for g in result['gpus']] == want['minors']
     assert result['mig_enabled'] == want['mig']
@@ -170,20 +171,20 @@ def test_gather_real_capture(tmp_path, name):
 
 def test_uncorrectable_ecc_named_with_gpu_and_count(tmp_path):
     module = apt_module((0, xml(), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
     assert result['ecc_problems'] == ['GPU 0 (00000000:18:00.0, GPU-0a1b2c3d-1111-2222-3333-444455556666) has uncorrectable ECC errors: 1 aggregate']
 
 
 def test_processes_unknown_when_nvidia_smi_fails(tmp_path):
     module = apt_module((15, 'Unable to determine the device handle for GPU 00000000:18:00.0: Unknown Error\n', ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
     assert result['processes'] is None
     assert result['unknown'] == ['nvidia-smi failed (error): GPUs, ECC counts, MIG and GPU processes are not known']
 
 
 def test_no_module_loaded_means_no_processes(tmp_path):
     module = apt_module((9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
+    result = _gpu_info.gather(Runner(module), sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
     assert result['processes'] == [] and result['unknown'] == []
 
 
