@@ -57,8 +57,10 @@ def unknowns(smi_state, gpus):
     return lines
 
 
-def gather(runner, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvidia.CUDA_ROOT):
+def gather(runner, sysfs_version_path=None, cuda_root=None):
     """Everything gpu_info reports. Never changes the host. Raises GpuInfoError when packages cannot be read."""
+    sysfs_version_path = sysfs_version_path or nvidia.SYSFS_MODULE_VERSION
+    cuda_root = cuda_root or nvidia.CUDA_ROOT
     backend = pkg.backend(runner, required=False)
     try:
         packages = backend.installed(NVIDIA_PACKAGE_PATTERNS) if backend else {}

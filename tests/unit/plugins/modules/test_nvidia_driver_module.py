@@ -41,7 +41,7 @@ def _commands(argv, **kwargs):
 
 
 @FUZZ_SETTINGS
-@given(args=mutated_args(VALID, KEYS))
+@given(args=mutated_args(VALID, KEYS, infinity=True))
 def test_fuzz_nvidia_driver_arguments(tmp_path, args):
     if 'state_dir' not in args or not isinstance(args.get('state_dir'), str):
         args['state_dir'] = str(tmp_path / 'state')
