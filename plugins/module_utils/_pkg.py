@@ -35,6 +35,9 @@ class PackageError(CommandError):
     error_kind = 'package'
 
 
+DPKG_STATUS = '/var/lib/dpkg/status'
+
+
 def _query_error(msg, **details):
     return PackageQueryError('Cannot read the package database: %s' % msg, **details)
 
@@ -120,7 +123,7 @@ class AptBackend(_Backend):
         """Versions of a package the configured repositories offer, newest first (apt's order)."""
         return _apt_madison_versions(self._run('apt-cache', 'madison name', check=False, name=name).out, name)
 
-    def simulate_install(self, specs, status_file='/var/lib/dpkg/status'):
+    def simulate_install(self, specs, status_file=None):
         """What installing these (name, version) pairs would do, without doing it.
 
         Holds are lifted before a real install, so the simulation reads a copy of the dpkg status
@@ -129,7 +132,7 @@ class AptBackend(_Backend):
         tmpdir = tempfile.mkdtemp(prefix='onprem_ai-apt-')
         try:
             try:
-                with open(status_file) as source:
+                with open(status_file or DPKG_STATUS) as source:
                     status = source.read()
             except (IOError, OSError):
                 status = None

@@ -213,20 +213,19 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors impo
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import PACKAGE_SPEC, OnpremModule
 
 
+ARGUMENT_SPEC = dict(
+    versions=dict(type='list', elements='str'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    default=dict(type='str'),
+    remove_others=dict(type='bool', default=False),
+    minor_version_compatibility=dict(type='bool', default=False),
+    allow_no_driver=dict(type='bool', default=False),
+    **PACKAGE_SPEC
+)
+
+
 def main():
-    module = OnpremModule(
-        argument_spec=dict(
-            versions=dict(type='list', elements='str'),
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
-            default=dict(type='str'),
-            remove_others=dict(type='bool', default=False),
-            minor_version_compatibility=dict(type='bool', default=False),
-            allow_no_driver=dict(type='bool', default=False),
-            **PACKAGE_SPEC
-        ),
-        required_one_of=[('versions', 'default')],
-        supports_check_mode=True,
-    )
+    module = OnpremModule(argument_spec=ARGUMENT_SPEC, required_one_of=[('versions', 'default')], supports_check_mode=True)
     try:
         result = manage(module)
     except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback

@@ -256,26 +256,25 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driv
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 
+ARGUMENT_SPEC = dict(
+    version=dict(type='str'),
+    state=dict(type='str', default='present', choices=['present', 'previous']),
+    kernel_module=dict(type='str', default='proprietary', choices=['proprietary', 'open']),
+    package_layout=dict(type='str', default='auto', choices=['auto', 'branch', 'server', 'unversioned', 'dnf']),
+    fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
+    hold=dict(type='bool', default=True),
+    stop_services=dict(type='list', elements='str', default=[]),
+    stop_timeout=dict(type='float', default=120),
+    reload=dict(type='bool', default=True),
+    check_kernel_headers=dict(type='bool', default=True),
+    minor_version_compatibility=dict(type='bool', default=False),
+    allow_unknown_gpu=dict(type='bool', default=False),
+    **dict(STATE_DIR_SPEC, **PACKAGE_SPEC)
+)
+
+
 def main():
-    module = OnpremModule(
-        argument_spec=dict(
-            version=dict(type='str'),
-            state=dict(type='str', default='present', choices=['present', 'previous']),
-            kernel_module=dict(type='str', default='proprietary', choices=['proprietary', 'open']),
-            package_layout=dict(type='str', default='auto', choices=['auto', 'branch', 'server', 'unversioned', 'dnf']),
-            fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
-            hold=dict(type='bool', default=True),
-            stop_services=dict(type='list', elements='str', default=[]),
-            stop_timeout=dict(type='float', default=120),
-            reload=dict(type='bool', default=True),
-            check_kernel_headers=dict(type='bool', default=True),
-            minor_version_compatibility=dict(type='bool', default=False),
-            allow_unknown_gpu=dict(type='bool', default=False),
-            **dict(STATE_DIR_SPEC, **PACKAGE_SPEC)
-        ),
-        required_if=[('state', 'present', ['version'])],
-        supports_check_mode=True,
-    )
+    module = OnpremModule(argument_spec=ARGUMENT_SPEC, required_if=[('state', 'present', ['version'])], supports_check_mode=True)
     params = dict(module.params, fabricmanager={'install': 'present', 'skip': 'absent'}.get(module.params['fabricmanager'], 'auto'))
     manager = None
     try:

@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, MigUnknown, ProcessesUnknown
+from ansible_collections.onprem_ai.maintenance.plugins.modules import nvidia_driver
 
 REPO = {}
 for _v in ('550.127.08', '550.144.03', '570.124.06', '570.133.20'):
@@ -206,9 +207,8 @@ class FakeModule(object):
 
 
 def params(**kwargs):
-    base = dict(version='570', state='present', kernel_module='proprietary', package_layout='auto', fabricmanager='auto',
-                hold=True, stop_services=[], stop_timeout=5, reload=True, check_kernel_headers=True,
-                minor_version_compatibility=False, allow_unknown_gpu=False, update_cache=False, state_dir=None)
+    base = dict((name, option.get('default')) for name, option in nvidia_driver.ARGUMENT_SPEC.items())
+    base.update(version='570', stop_timeout=5, state_dir=None)  # a short wait; state_dir: each test's tmp dir
     base.update(kwargs)
     return base
 

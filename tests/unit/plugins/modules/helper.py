@@ -11,6 +11,7 @@ A case of test_<module>.yaml:
       input: {versions: ["12.8"]}          # module arguments (defaults are the module's, never copied here)
       flags: {check: false, diff: false}   # check mode, diff mode
       files: {sys/nvidia/version: "570.133.20\\n"}  # created under the test's tmp dir before the run
+      links: {usr-local/cuda: "{tmp}/usr-local/cuda-12.4"}  # symbolic links made before the run
       patch: {_nvidia.SYSFS_MODULE_VERSION: "{tmp}/sys/nvidia/version"}  # module_utils constants, "{tmp}" = tmp dir
       bins_missing: [rpm]                  # binaries get_bin_path does not find (the others are /testbin/NAME)
       mocks:
@@ -20,6 +21,7 @@ A case of test_<module>.yaml:
             rc: 0
             out: "..."                     # or out_file: nvidia_smi/X.xml (under tests/unit/fixtures)
             err: ""
+            effects: {files: {}, links: {}, remove: []}  # optional: what the command changes under the tmp dir
       output: {changed: false, processes.0.pid: 41234}  # keys (dotted: nested) of the result, compared whole
       output_re: {msg: "^Cannot read"}     # keys of the result, matched as regular expressions
 
@@ -80,6 +82,7 @@ class _Commands(object):
         environ = kwargs.get('environ_update') or {}
         for key, value in (want.get('environ') or {}).items():
             assert environ.get(key) == value, 'environment %s of %r: %r' % (key, argv, environ.get(key))
+        make_files(self.tmp, want.get('effects') or {})  # what the command changes on the host
         out = want.get('out', '')
         if 'out_file' in want:
             with open(os.path.join(FIXTURES, want['out_file'])) as handle:
@@ -87,14 +90,29 @@ class _Commands(object):
         return want.get('rc', 0), out, want.get('err', '')
 
 
-def run_case(main, case, tmp_path, monkeypatch):
-    """Run `main` for one case; assert the commands and the output; return the result."""
-    tmp = str(tmp_path)
-    for name, content in (case.get('files') or {}).items():
+def make_files(tmp, spec):
+    """`files` ({path: content}), `links` ({path: target}) and `remove` ([path]) under the tmp dir ("{tmp}" in targets)."""
+    for name in spec.get('remove') or []:
+        path = os.path.join(tmp, name)
+        if os.path.lexists(path):
+            os.remove(path)
+    for name, content in (spec.get('files') or {}).items():
         path = os.path.join(tmp, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'w') as handle:
             handle.write(content)
+    for name, target in (spec.get('links') or {}).items():
+        path = os.path.join(tmp, name)
+        if os.path.lexists(path):
+            os.remove(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(_subst(target, tmp), path)
+
+
+def run_case(main, case, tmp_path, monkeypatch):
+    """Run `main` for one case; assert the commands and the output; return the result."""
+    tmp = str(tmp_path)
+    make_files(tmp, case)
     for target, value in (case.get('patch') or {}).items():
         module_name, attr = target.rsplit('.', 1)
         monkeypatch.setattr(importlib.import_module(UTILS + module_name), attr, _subst(value, tmp))
@@ -110,6 +128,8 @@ def run_case(main, case, tmp_path, monkeypatch):
         with pytest.raises(SystemExit):
             main()
     result = json.loads(out.getvalue())
+    if result.get('warnings'):  # ansible-core 2.19 sends warnings as WarningSummary objects: compare their texts
+        result['warnings'] = [w.get('event', {}).get('msg', w) if isinstance(w, dict) else w for w in result['warnings']]
     assert 'Traceback' not in out.getvalue()
     assert not commands.expected, 'commands not run: %r' % ([c['command'] for c in commands.expected],)
     if 'failed' not in (case.get('output') or {}):
