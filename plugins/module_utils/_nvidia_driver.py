@@ -20,6 +20,7 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors impo
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._manifest import installed_driver_version
 
 STATE_NAME = 'nvidia_driver'
+SYSFS_MODULES = '/sys/module'
 FABRICMANAGER_SERVICE = 'nvidia-fabricmanager.service'
 PERSISTENCED_SERVICE = 'nvidia-persistenced.service'
 
@@ -61,12 +62,12 @@ _NO_SMI = (127, '', 'nvidia-smi is not installed')
 class Host(object):
     """What the driver logic reads and does on the host (through the runner), in one place so that tests can script it."""
 
-    def __init__(self, runner, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT, pci_root=nvidia.PCI_ROOT):
+    def __init__(self, runner, packages, sysfs_root=None, cuda_root=None, pci_root=None):
         self.runner = runner
         self.packages = packages
-        self.sysfs_root = sysfs_root
-        self.cuda_root = cuda_root
-        self.pci_root = pci_root
+        self.sysfs_root = sysfs_root or SYSFS_MODULES
+        self.cuda_root = cuda_root or nvidia.CUDA_ROOT
+        self.pci_root = pci_root or nvidia.PCI_ROOT
 
     def kernel_release(self):
         return os.uname().release

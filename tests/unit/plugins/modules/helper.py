@@ -12,7 +12,8 @@ A case of test_<module>.yaml:
       flags: {check: false, diff: false}   # check mode, diff mode
       files: {sys/nvidia/version: "570.133.20\\n"}  # created under the test's tmp dir before the run
       links: {usr-local/cuda: "{tmp}/usr-local/cuda-12.4"}  # symbolic links made before the run
-      patch: {_nvidia.SYSFS_MODULE_VERSION: "{tmp}/sys/nvidia/version"}  # module_utils constants, "{tmp}" = tmp dir
+      patch: {_nvidia.SYSFS_MODULE_VERSION: "{tmp}/sys/nvidia/version"}  # constants of module_utils (or modules.X), "{tmp}" = tmp dir
+      patch_return: {modules.nvidia_driver.get_distribution: Debian}  # functions that return this value
       bins_missing: [rpm]                  # binaries get_bin_path does not find (the others are /testbin/NAME)
       mocks:
         run_command:                       # the expected commands in order, each with its answer
@@ -44,7 +45,8 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures')
-UTILS = 'ansible_collections.onprem_ai.maintenance.plugins.module_utils.'
+PLUGINS = 'ansible_collections.onprem_ai.maintenance.plugins.'
+UTILS = PLUGINS + 'module_utils.'
 
 
 def _subst(value, tmp):
@@ -74,6 +76,15 @@ class _Commands(object):
         self.seen = []
 
     def __call__(self, module, args, *unused, **kwargs):
+        try:
+            return self._answer(args, kwargs)
+        except AssertionError as exc:
+            self.error = self.error or exc  # raised again after the run: the module would report it as its own failure
+            raise
+
+    error = None
+
+    def _answer(self, args, kwargs):
         argv = [str(a) for a in args]
         self.seen.append(argv)
         assert self.expected, 'unexpected command %r (no more commands expected)' % (argv,)
@@ -88,6 +99,12 @@ class _Commands(object):
             with open(os.path.join(FIXTURES, want['out_file'])) as handle:
                 out = handle.read()
         return want.get('rc', 0), out, want.get('err', '')
+
+
+def _owner(target):
+    """The Python module of a patch target: '_nvidia.X' (module_utils) or 'modules.nvidia_driver.X' (under plugins)."""
+    module_name = target.rsplit('.', 1)[0]
+    return importlib.import_module((UTILS if module_name.startswith('_') else PLUGINS) + module_name)
 
 
 def make_files(tmp, spec):
@@ -114,8 +131,9 @@ def run_case(main, case, tmp_path, monkeypatch):
     tmp = str(tmp_path)
     make_files(tmp, case)
     for target, value in (case.get('patch') or {}).items():
-        module_name, attr = target.rsplit('.', 1)
-        monkeypatch.setattr(importlib.import_module(UTILS + module_name), attr, _subst(value, tmp))
+        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], _subst(value, tmp))
+    for target, value in (case.get('patch_return') or {}).items():
+        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], lambda *args, **kwargs: value)
     commands = _Commands((case.get('mocks') or {}).get('run_command') or [], tmp)
     missing = set(case.get('bins_missing') or [])
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, args, *more, **kwargs: commands(self, args, *more, **kwargs))
@@ -127,6 +145,8 @@ def run_case(main, case, tmp_path, monkeypatch):
     with patch_module_args(args), contextlib.redirect_stdout(out):
         with pytest.raises(SystemExit):
             main()
+    if commands.error:
+        raise commands.error
     result = json.loads(out.getvalue())
     if result.get('warnings'):  # ansible-core 2.19 sends warnings as WarningSummary objects: compare their texts
         result['warnings'] = [w.get('event', {}).get('msg', w) if isinstance(w, dict) else w for w in result['warnings']]
