@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.module_utils import _internal
+from ansible.module_utils.common import warnings
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +18,7 @@ def module_side(monkeypatch):
     # the controller, and from then on AnsibleModule.warn() goes to the controller's display instead
     # of the module's result: tests that check a module's warnings would depend on the test order.
     monkeypatch.setattr(_internal, 'is_controller', False)
+    # A module process starts with no warnings; in one test process ansible-core's global warning list
+    # would carry one test's warnings into the next module run's result.
+    monkeypatch.setattr(warnings, '_global_warnings', {})
+    monkeypatch.setattr(warnings, '_global_deprecations', {})
