@@ -25,7 +25,7 @@ import urllib.parse
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import (
-    KEEP_MAX, MASK, Restic, ResticError, check_read_data_subset, private_target, redact_url, retention_args, snapshot_age,
+    KEEP_MAX, MASK, Restic, check_read_data_subset, private_target, redact_url, retention_args, snapshot_age,
     url_secret, verify_restore)
 
 ACTIONS = ('init', 'backup', 'forget', 'check', 'snapshots', 'restore')
@@ -263,13 +263,13 @@ def run(module):
         restic = Restic(module, params['repository'], password=params['password'], password_file=params['password_file'],
                         env=params['env'], cache_dir=params['cache_dir'])
         _DO[params['action']](module, restic, params, result)
-    except (OnpremError, ResticError, OSError) as exc:
+    except (OnpremError, OSError) as exc:  # ResticError, StateError, BackupError; OSError from the file system
         result.pop('manifest', None)  # never returned with a failure: it names what was being backed up
         result['duration'] = round(time.time() - started, 3)
         if isinstance(exc, OSError):
             msg, kind = 'cannot %s: %s' % (params['action'], exc), 'os'
         else:
-            msg, kind = str(exc), getattr(exc, 'kind', None) or exc.error_kind
+            msg, kind = exc.msg, exc.error_kind
         raise BackupError(redact(msg), error_kind=kind, **_scrub_value(result, redact)) from exc
     result['duration'] = round(time.time() - started, 3)
     return _scrub_value(result, redact)

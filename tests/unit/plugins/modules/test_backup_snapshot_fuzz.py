@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.onprem_ai.maintenance.plugins.modules import backup_snapshot
 
-from fuzz import FUZZ_SETTINGS, JUNK, mutated_args, run_module
+from fuzz import FUZZ_SETTINGS, JUNK_WITH_INFINITY, mutated_args, run_module
 
 PASSWORD = 'repo-Pass-FUZZ-4471'
 URL_SECRET = 'url-Se@cret-FUZZ-93'
@@ -68,7 +68,7 @@ def directories(tmp_path, args):
 
 
 @FUZZ_SETTINGS
-@given(args=mutated_args(VALID, KEYS), action=st.sampled_from(['init', 'backup', 'forget', 'check', 'snapshots', 'restore']))
+@given(args=mutated_args(VALID, KEYS, infinity=True), action=st.sampled_from(['init', 'backup', 'forget', 'check', 'snapshots', 'restore']))
 def test_bad_input_fails_cleanly_and_keeps_the_secrets(tmp_path, args, action):
     args = directories(tmp_path, dict(args, action=args.get('action', action)))
     result = run_module(backup_snapshot.main, args, allowed_root=tmp_path, secrets=SECRETS, commands=restic)
@@ -77,7 +77,7 @@ def test_bad_input_fails_cleanly_and_keeps_the_secrets(tmp_path, args, action):
 
 
 @FUZZ_SETTINGS
-@given(value=st.one_of(JUNK, st.integers(min_value=-10 ** 6, max_value=0)), option=st.sampled_from(
+@given(value=st.one_of(JUNK_WITH_INFINITY, st.integers(min_value=-10 ** 6, max_value=0)), option=st.sampled_from(
     ['keep_last', 'keep_daily', 'keep_weekly', 'keep_monthly']))
 def test_no_bad_keep_count_reaches_restic(tmp_path, value, option):
     calls = []
@@ -116,3 +116,9 @@ def test_the_valid_arguments_back_up(tmp_path):
     result = run_module(backup_snapshot.main, directories(tmp_path, VALID), allowed_root=tmp_path, secrets=SECRETS, commands=restic)
     assert result.get('changed') and result['snapshot']['id'] == '75a8b6e5', result
     assert oct(os.stat(str(tmp_path / 'state' / 'backup_manifest.json')).st_mode & 0o777) == '0o600'
+
+
+def test_an_infinite_keep_count_fails_with_a_message(tmp_path):
+    args = directories(tmp_path, dict(VALID, action='forget', keep_last=float('-inf')))
+    result = run_module(backup_snapshot.main, args, allowed_root=tmp_path, secrets=SECRETS, commands=restic)
+    assert result.get('failed') and 'infinite' in result['msg'], result

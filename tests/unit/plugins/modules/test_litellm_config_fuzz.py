@@ -46,7 +46,7 @@ def directories(tmp_path, args):
 
 
 @FUZZ_SETTINGS
-@given(args=mutated_args(VALID, KEYS))
+@given(args=mutated_args(VALID, KEYS, infinity=True))
 def test_bad_input_fails_cleanly_and_keeps_the_secrets(tmp_path, args):
     (tmp_path / 'etc').mkdir(exist_ok=True)
     run_module(litellm_config.main, directories(tmp_path, args), allowed_root=tmp_path, secrets=SECRETS)
@@ -57,3 +57,10 @@ def test_the_valid_arguments_write_the_config(tmp_path):
     result = run_module(litellm_config.main, directories(tmp_path, VALID), allowed_root=tmp_path, secrets=SECRETS)
     assert result.get('changed') and not result.get('failed'), result
     assert len(result['drained']) == 1 and 'gpu-1' in result['drained'][0], result
+
+
+def test_an_infinite_lock_timeout_fails_with_a_message(tmp_path):
+    (tmp_path / 'etc').mkdir()
+    args = directories(tmp_path, dict(VALID, lock_timeout=float('inf')))
+    result = run_module(litellm_config.main, args, allowed_root=tmp_path, secrets=SECRETS)
+    assert result.get('failed') and 'infinite' in result['msg'], result
