@@ -30,6 +30,7 @@ from ansible.module_utils.common.validation import check_type_dict
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 try:
     import yaml
@@ -646,7 +647,7 @@ def _write_config(module, params, directory, text, before_text, result):
         tmp = state.write_private(directory, os.path.basename(path), text)
         if params['validate_command']:
             command = [tmp if part == '%s' else part for part in params['validate_command']]
-            rc, out, err = module.run_command(command)
+            rc, out, err = Runner(module).execute(command)
             if rc != 0:
                 raise ConfigError('validate_command refused the new config (rc=%s): %s. %s was not changed.'
                                   % (rc, (err or out).strip()[-2000:], path), error_kind='validate_command')
