@@ -22,6 +22,8 @@ import socket
 import time
 import urllib.parse
 
+from ansible.module_utils.common.parameters import remove_values
+
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._restic import (
@@ -240,16 +242,6 @@ def hide_secrets(module):
     module.no_log_values.update(secrets(module.params))
 
 
-def _scrub_value(value, redact):
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_scrub_value(v, redact) for v in value]
-    if isinstance(value, dict):
-        return dict((k, _scrub_value(v, redact)) for k, v in value.items())
-    return value
-
-
 def run(module):
     """Run the action of module.params; the module's result. Raises BackupError (an OnpremError) whose details are
     the partial result, or another OnpremError (StateError) with them."""
@@ -270,6 +262,6 @@ def run(module):
             msg, kind = 'cannot %s: %s' % (params['action'], exc), 'os'
         else:
             msg, kind = exc.msg, exc.error_kind
-        raise BackupError(redact(msg), error_kind=kind, **_scrub_value(result, redact)) from exc
+        raise BackupError(redact(msg), error_kind=kind, **remove_values(result, set(secrets(params)))) from exc
     result['duration'] = round(time.time() - started, 3)
-    return _scrub_value(result, redact)
+    return remove_values(result, set(secrets(params)))

@@ -122,18 +122,15 @@ options:
     type: int
   keep_daily:
     description:
-      - Keep one snapshot a day for N days (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
-        negative count as a policy that would forget every snapshot).
+      - Keep one snapshot a day for N days (O(action=forget)), from 1 to 100000 like O(keep_last).
     type: int
   keep_weekly:
     description:
-      - Keep one snapshot a week for N weeks (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
-        negative count as a policy that would forget every snapshot).
+      - Keep one snapshot a week for N weeks (O(action=forget)), from 1 to 100000 like O(keep_last).
     type: int
   keep_monthly:
     description:
-      - Keep one snapshot a month for N months (O(action=forget)), from 1 to 100000; anything else is refused before restic runs (restic reads a
-        negative count as a policy that would forget every snapshot).
+      - Keep one snapshot a month for N months (O(action=forget)), from 1 to 100000 like O(keep_last).
     type: int
   group_by:
     description:
