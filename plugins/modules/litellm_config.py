@@ -40,7 +40,7 @@ author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
   - onprem_ai.maintenance.attributes
-  - onprem_ai.maintenance.common.state_dir
+  - onprem_ai.maintenance.common.STATE_DIR
   - ansible.builtin.files
 attributes:
   check_mode:
