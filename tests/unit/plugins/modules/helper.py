@@ -142,10 +142,14 @@ def run_case(main, case, tmp_path, monkeypatch):
     for target, value in (case.get('patch') or {}).items():
         monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], _subst(value, tmp))
     for target, value in (case.get('patch_return') or {}).items():
-        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], lambda *args, **kwargs: value)
+        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], lambda *args, _value=value, **kwargs: _value)
     commands = _Commands((case.get('mocks') or {}).get('run_command') or [], tmp)
     missing = set(case.get('bins_missing') or [])
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, args, *more, **kwargs: commands(self, args, *more, **kwargs))
+
+    def run_command(self, args, *more, **kwargs):
+        return commands(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: None if name in missing else '/testbin/' + name)
     flags = case.get('flags') or {}
