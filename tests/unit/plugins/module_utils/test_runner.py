@@ -55,8 +55,8 @@ def test_a_failure_can_be_a_domain_error():
 
 
 def test_check_is_off_and_parse_gets_the_result():
-    assert Runner(Module((3, 'inactive\n', ''))).run('systemctl', 'is_active unit', check=False, unit='x.service',
-                                                       parse=lambda r: (r.rc, r.out.strip())) == (3, 'inactive')
+    runner = Runner(Module((3, 'inactive\n', '')))
+    assert runner.run('systemctl', 'is_active unit', check=False, unit='x.service', parse=lambda r: (r.rc, r.out.strip())) == (3, 'inactive')
 
 
 def test_a_changing_command_is_never_run_in_check_mode():
