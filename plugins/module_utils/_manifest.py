@@ -163,18 +163,13 @@ def tree_stats(path, exclude=()):
 
 def packages(host):
     """{name: version} of the installed packages (dpkg: 'ii'/'hi'; rpm: epoch:version-release)."""
-    dpkg = host.which('dpkg-query')
-    if dpkg:
-        rc, out, err = host.execute([dpkg] + list(DPKG_QUERY))
-        if rc != 0:
-            raise ManifestError('dpkg-query failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
-        return parse_dpkg(out)
-    rpm = host.which('rpm')
-    if rpm:
-        rc, out, err = host.execute([rpm] + list(RPM_QUERY))
-        if rc != 0:
-            raise ManifestError('rpm -qa failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
-        return parse_rpm(out)
+    for tool, query, parse in (('dpkg-query', DPKG_QUERY, parse_dpkg), ('rpm', RPM_QUERY, parse_rpm)):
+        path = host.which(tool)
+        if path:
+            rc, out, err = host.execute([path] + list(query))
+            if rc != 0:
+                raise ManifestError('%s failed (rc=%s): %s' % (tool, rc, (err or out).strip()[-300:]))
+            return parse(out)
     raise ManifestError('neither dpkg-query nor rpm found')
 
 

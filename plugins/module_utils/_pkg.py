@@ -96,7 +96,7 @@ class _Backend(object):
     """What both package managers do alike: run their tools through the runner, read the installed packages."""
 
     name = None
-    _query = None   # (tool, parser) of the installed-package listing
+    query_tool = None   # the tool that lists the installed packages (its `list` argument)
 
     def __init__(self, runner):
         self.runner = runner
@@ -104,17 +104,24 @@ class _Backend(object):
     def _run(self, tool, order, check=True, **values):
         return self.runner.run(tool, order, check=check, error=PackageError, **values)
 
+    def parse_installed(self, out):
+        """{name: version} of the output of `query_tool`."""
+        raise NotImplementedError
+
     def installed(self, patterns):
         """{name: version} of installed packages whose names match any of the shell patterns."""
-        tool, parse = self._query
-        return _filter(self.runner.run(tool, 'list', error=_query_error, parse=lambda result: parse(result.out)), patterns)
+        return _filter(self.runner.run(self.query_tool, 'list', error=_query_error, parse=lambda result: self.parse_installed(result.out)),
+                       patterns)
 
 
 class AptBackend(_Backend):
     """apt-get / apt-cache / apt-mark, dpkg-query for what is installed."""
 
     name = 'apt'
-    _query = ('dpkg-query', manifest.parse_dpkg)
+    query_tool = 'dpkg-query'
+
+    def parse_installed(self, out):
+        return manifest.parse_dpkg(out)
 
     def update_cache(self):
         self._run('apt-get', 'update')
@@ -179,7 +186,10 @@ class DnfBackend(_Backend):
     """dnf with module streams and the versionlock plugin (RHEL family), rpm for what is installed."""
 
     name = 'dnf'
-    _query = ('rpm', _parse_rpm)
+    query_tool = 'rpm'
+
+    def parse_installed(self, out):
+        return _parse_rpm(out)
 
     def update_cache(self):
         self._run('dnf', 'makecache')

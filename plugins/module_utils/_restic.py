@@ -72,7 +72,8 @@ class ResticError(OnpremError):
     """restic failed; `error_kind` (also `kind`) is one of the error kinds above, the message is already scrubbed."""
 
     def __init__(self, msg, kind=ERROR, rc=None, output=None):
-        super(ResticError, self).__init__(msg, error_kind=kind)
+        details = dict((k, v) for k, v in (('rc', rc), ('output', output)) if v is not None)
+        super(ResticError, self).__init__(msg, error_kind=kind, **details)
         self.rc = rc
         self.output = output
 

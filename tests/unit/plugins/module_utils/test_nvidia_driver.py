@@ -495,7 +495,7 @@ def test_host_reads_processes_name_last(tmp_path):
     host = smi_host(tmp_path, (0, 'GPU-1, 4242, 20480, /usr/bin/python3 -m vllm serve m --x a,b\nGPU-2, 4242, [N/A], [Not Found]\n', ''))
     procs = host.gpu_processes()
     assert host.runner.module.calls[-1] == ['/usr/bin/nvidia-smi', '--query-compute-apps=gpu_uuid,pid,used_memory,process_name',
-                                     '--format=csv,noheader,nounits']
+                                            '--format=csv,noheader,nounits']
     assert [(p['pid'], p['name'], p['used_memory_mib']) for p in procs] == [
         (4242, '/usr/bin/python3 -m vllm serve m --x a,b', 20480), (4242, None, None)]
 

@@ -34,6 +34,7 @@ from ansible.module_utils.testing import patch_module_args
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
+
 # Values that a user, a survey or a bad template can put in any option. `junk(infinity=True)` adds
 # +-Infinity (YAML `.inf`): for an option of type int, ansible-core's own conversion (check_type_int,
 # 2.19) raises OverflowError on it before any module code runs, which OnpremModule turns into a failure

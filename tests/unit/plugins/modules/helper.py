@@ -19,12 +19,14 @@ A case of test_<module>.yaml:
         run_command:                       # the expected commands in order, each with its answer
           - command: [/testbin/dpkg-query, -W, -f, "${Package}\\t${Version}\\t${db:Status-Abbrev}\\n"]
             environ: {LC_ALL: C}           # optional: must be part of the environment given
+            environ_absent: [RESTIC_PASSWORD]  # optional: must not be in it
             rc: 0
-            out: "..."                     # or out_file: nvidia_smi/X.xml (under tests/unit/fixtures)
+            out: "..."                     # or out_file: nvidia_smi/X.xml (under tests/unit/fixtures); err / err_file alike
             err: ""
             effects: {files: {}, links: {}, remove: []}  # optional: what the command changes under the tmp dir
       output: {changed: false, processes.0.pid: 41234}  # keys (dotted: nested) of the result, compared whole
       output_re: {msg: "^Cannot read"}     # keys of the result, matched as regular expressions
+      absent: [Tr0ub4dor&3]                # texts that must not appear anywhere in the result (but `invocation`)
 
 Every expected command must be run, in order, and no other; "{tmp}" is replaced in commands and output too.
 """
@@ -42,6 +44,7 @@ import pytest
 import yaml
 
 from ansible.module_utils import basic
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures')
@@ -93,12 +96,18 @@ class _Commands(object):
         environ = kwargs.get('environ_update') or {}
         for key, value in (want.get('environ') or {}).items():
             assert environ.get(key) == value, 'environment %s of %r: %r' % (key, argv, environ.get(key))
+        for key in want.get('environ_absent') or []:
+            assert key not in environ, 'environment %s of %r is set' % (key, argv)
         make_files(self.tmp, want.get('effects') or {})  # what the command changes on the host
         out = want.get('out', '')
         if 'out_file' in want:
             with open(os.path.join(FIXTURES, want['out_file'])) as handle:
                 out = handle.read()
-        return want.get('rc', 0), out, want.get('err', '')
+        err = want.get('err', '')
+        if 'err_file' in want:
+            with open(os.path.join(FIXTURES, want['err_file'])) as handle:
+                err = handle.read()
+        return want.get('rc', 0), out, err
 
 
 def _owner(target):
@@ -133,20 +142,30 @@ def run_case(main, case, tmp_path, monkeypatch):
     for target, value in (case.get('patch') or {}).items():
         monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], _subst(value, tmp))
     for target, value in (case.get('patch_return') or {}).items():
-        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], lambda *args, **kwargs: value)
+        monkeypatch.setattr(_owner(target), target.rsplit('.', 1)[1], lambda *args, _value=value, **kwargs: _value)
     commands = _Commands((case.get('mocks') or {}).get('run_command') or [], tmp)
     missing = set(case.get('bins_missing') or [])
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, args, *more, **kwargs: commands(self, args, *more, **kwargs))
+
+    def run_command(self, args, *more, **kwargs):
+        return commands(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: None if name in missing else '/testbin/' + name)
     flags = case.get('flags') or {}
     args = dict(_subst(case.get('input') or {}, tmp), _ansible_check_mode=bool(flags.get('check')), _ansible_diff=bool(flags.get('diff')))
+    # a module's warnings are process-wide in ansible-core: start each case without those of earlier tests
+    monkeypatch.setattr(warnings, '_global_warnings', {})
+    monkeypatch.setattr(warnings, '_global_deprecations', {})
     out = io.StringIO()
     with patch_module_args(args), contextlib.redirect_stdout(out):
         with pytest.raises(SystemExit):
             main()
     if commands.error:
         raise commands.error
+    printed = json.dumps(dict((k, v) for k, v in json.loads(out.getvalue()).items() if k != 'invocation'))
+    for text in case.get('absent') or []:  # e.g. secrets: nowhere in the result (but the arguments given, `invocation`)
+        assert text not in printed, '%r is in the result' % text
     result = json.loads(out.getvalue())
     if result.get('warnings'):  # ansible-core 2.19 sends warnings as WarningSummary objects: compare their texts
         result['warnings'] = [w.get('event', {}).get('msg', w) if isinstance(w, dict) else w for w in result['warnings']]

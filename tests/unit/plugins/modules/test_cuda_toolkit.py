@@ -344,3 +344,32 @@ def test_state_absent(root, tmp_path):
     assert [t['release'] for t in result['toolkits']] == ['12.4'] and result['default'] == '12.4'
     dummy, again = run(host, tmp_path, versions=['12.8'], state='absent')
     assert again['changed'] is False
+
+
+# ---- generated bad input: fail_json with a message, never a traceback ------------------------------------
+import tempfile  # noqa: E402  (kept next to the property test it serves)
+from unittest import mock  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+
+from fuzz import FUZZ_SETTINGS, mutated_args, run_module  # noqa: E402
+
+FUZZ_VALID = dict(DEFAULTS, versions=['12.4', '12.8'], default='12.8')
+
+
+def _fuzz_commands(argv, **kwargs):
+    """A host with driver 570 and CUDA 12.8 in the repository; every other command fails."""
+    name = os.path.basename(argv[0])
+    if name == 'dpkg-query':
+        return 0, ''.join('%s\t%s\tii \n' % item for item in sorted(DRIVER_570.items())), ''
+    if name == 'apt-cache':
+        return 0, ''.join(' %s | %s | http://repo/ Packages\n' % (argv[-1], v) for v in AVAILABLE.get(argv[-1], [])), ''
+    return 1, '', '%s: not run in this test' % name
+
+
+@FUZZ_SETTINGS
+@given(args=mutated_args(FUZZ_VALID, sorted(set(FUZZ_VALID) | {'bogus_option'}), infinity=True))
+def test_fuzz_cuda_toolkit_arguments(tmp_path, args):
+    # apt's simulation reads a copy of the dpkg status in a temporary directory: under tmp_path here
+    with mock.patch.object(tempfile, 'tempdir', str(tmp_path)):
+        run_module(cuda_toolkit.main, args, allowed_root=tmp_path, commands=_fuzz_commands, check_mode=True)
