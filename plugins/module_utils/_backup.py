@@ -259,9 +259,9 @@ def run(module):
         result.pop('manifest', None)  # never returned with a failure: it names what was being backed up
         result['duration'] = round(time.time() - started, 3)
         if isinstance(exc, OSError):
-            msg, kind = 'cannot %s: %s' % (params['action'], exc), 'os'
+            msg, kind, details = 'cannot %s: %s' % (params['action'], exc), 'os', {}
         else:
-            msg, kind = exc.msg, exc.error_kind
-        raise BackupError(redact(msg), error_kind=kind, **remove_values(result, set(secrets(params)))) from exc
+            msg, kind, details = exc.msg, exc.error_kind, exc.details  # e.g. restic's rc and output
+        raise BackupError(redact(msg), error_kind=kind, **remove_values(dict(details, **result), set(secrets(params)))) from exc
     result['duration'] = round(time.time() - started, 3)
     return remove_values(result, set(secrets(params)))

@@ -352,6 +352,14 @@ duration:
   description: Seconds the action took.
   returned: always
   type: float
+rc:
+  description: On a failed restic command, its exit code.
+  returned: failure of a restic command
+  type: int
+output:
+  description: On a failed restic command, its error output, condensed (the cause first, retries counted) and without secrets.
+  returned: failure of a restic command
+  type: str
 error_kind:
   description:
     - On failure - missing, unreachable, password_file, locked, wrong_password, corrupt, no_space, no_snapshot,

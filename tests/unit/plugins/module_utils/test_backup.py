@@ -27,3 +27,18 @@ def test_a_usage_error_is_an_onprem_error_with_its_kind():
     assert isinstance(info.value, OnpremError)
     result = failure(info.value, backup.redactor(params), 'backup_snapshot')
     assert result['error_kind'] == 'usage' and 'keep_last must be from 1' in result['msg']
+
+
+def test_a_restic_failure_keeps_restics_rc_and_output_and_masks_the_secrets(mocker):
+    module = mocker.MagicMock(check_mode=False, no_log_values=set(), params=dict(
+        repository='/srv/restic', password='pass-word-1', password_file=None, env={}, cache_dir=None, action='snapshots',
+        paths=[], exclude=[], tags=[], include=[], host=None, reason=None, snapshot='latest', read_data_subset=None,
+        keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, state_dir='/var/lib/onprem_ai', target=None,
+        models_root=None, litellm_dir=None, litellm_config=None))
+    module.get_bin_path.return_value = '/usr/bin/restic'
+    module.run_command.return_value = (1, '', 'Fatal: wrong password or no key found (pass-word-1)\n')
+    with pytest.raises(backup.BackupError) as info:
+        backup.run(module)
+    result = failure(info.value, backup.redactor(module.params), 'backup_snapshot')
+    assert result['error_kind'] == 'wrong_password' and result['rc'] == 1 and 'wrong password' in result['output']
+    assert 'pass-word-1' not in str(result) and 'pass-word-1' in module.no_log_values
