@@ -313,7 +313,7 @@ class Rule:
 
         if data.get('start') is None:
             raise WindowError("%s.start: the start time is missing (HH:MM, e.g. '22:00')" % field)
-        self.start, _ = _time(data['start'], field + '.start')
+        self.start = _time(data['start'], field + '.start')[0]
         if (data.get('end') is None) == (data.get('duration') is None):
             raise WindowError('%s.end: give either end (a time of day) or duration, exactly one of them' % field)
         self.end = self.duration = None
@@ -402,7 +402,7 @@ class BusinessHours:
         for key in ('start', 'end'):
             if data.get(key) is None:
                 raise WindowError("%s.%s: missing (HH:MM, e.g. '08:00')" % (field, key))
-        self.start, _ = _time(data['start'], field + '.start')
+        self.start = _time(data['start'], field + '.start')[0]
         self.end, end_24 = _time(data['end'], field + '.end', allow_24=True)
         if not end_24 and self.end <= self.start:
             raise WindowError('%s.end: %s is not after the start %s (business hours do not cross midnight; '
@@ -705,19 +705,24 @@ class Calendar:
         next_text = ('the next window opens %s' % nxt['start_local']) if nxt else \
             'no window opens within %d days' % HORIZON.days
         if status['inside'] and remaining >= needed_seconds:
+            decision = 'inside_window'
             start, why = True, 'inside the window %r: %s left, %s needed' % (
                 status['current']['name'], human_duration(remaining), human_duration(needed_seconds))
         elif status['inside']:
+            decision = 'window_closing'
             start, why = False, 'the window %r closes at %s, in %s, and a node needs %s: left for the next window (%s)' % (
                 status['current']['name'], status['current']['end_local'], human_duration(remaining),
                 human_duration(needed_seconds), next_text)
         else:
+            decision = 'outside_window'
             start, why = False, 'outside any maintenance window (%s)' % next_text
         override = bool(emergency) and not start
         if override:
+            decision = 'emergency_override'
             start, why = True, 'emergency override (%s): %s' % (reason.strip(), why)
         return {
             'start': start,
+            'decision': decision,
             'reason': why,
             'emergency': override,
             'emergency_reason': reason.strip() if emergency else None,
