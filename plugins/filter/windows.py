@@ -16,6 +16,7 @@ plan asks about next month), and are tested like any function.
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _ical as ical
@@ -41,6 +42,10 @@ def window_status(calendar, now=None, upcoming=3):
 def window_may_start(calendar, duration=0, now=None, emergency=False, reason=None):
     """Whether a node that takes `duration` may start at `now`; an emergency needs a reason."""
     cal = _calendar(calendar, 'window_may_start')
+    try:
+        emergency = boolean(emergency, strict=True)
+    except TypeError:
+        raise AnsibleFilterError('window_may_start: emergency: %r is not a boolean (true or false)' % (emergency,)) from None
     try:
         return cal.may_start(now, duration, emergency=emergency, reason=reason)
     except OnpremError as exc:

@@ -43,6 +43,8 @@ UTC = _dt.timezone.utc
 HORIZON = _dt.timedelta(days=731)   # how far ahead the next window is looked for
 MAX_DURATION = _dt.timedelta(days=7)  # the longest monthly / quarterly window
 LOOKBACK = MAX_DURATION + _dt.timedelta(days=1)
+EARLIEST = _dt.datetime(1971, 1, 1, tzinfo=UTC)  # times outside are refused (the search horizon must fit in a year
+LATEST = _dt.datetime(9000, 1, 1, tzinfo=UTC)    # datetime can hold)
 
 WEEKDAYS = {}
 for _i, _name in enumerate(('monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday')):
@@ -145,12 +147,15 @@ def parse_instant(value, field='now'):
         return _dt.datetime.now(UTC)
     if isinstance(value, bool):
         raise WindowError('%s: %r is not a time' % (field, value))
+    if isinstance(value, str) and re.match(r'^\s*\d+(\.\d+)?\s*$', value):
+        value = float(value)
     if isinstance(value, (int, float)):
-        return _dt.datetime.fromtimestamp(value, UTC)
+        try:
+            value = _dt.datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise WindowError('%s: %r epoch seconds is out of range' % (field, value)) from None
     if isinstance(value, str):
         text = value.strip()
-        if re.match(r'^\d+(\.\d+)?$', text):
-            return _dt.datetime.fromtimestamp(float(text), UTC)
         try:
             value = _dt.datetime.fromisoformat(text[:-1] + '+00:00' if text.endswith(('Z', 'z')) else text)
         except ValueError:
@@ -161,6 +166,9 @@ def parse_instant(value, field='now'):
             raise WindowError("%s: %s has no UTC offset, so it cannot be placed in time; give one with an offset or Z "
                               "(ansible_date_time.iso8601, now(utc=true, fmt='%%Y-%%m-%%dT%%H:%%M:%%SZ')) or epoch seconds"
                               % (field, value.isoformat()))
+        if not EARLIEST <= value.astimezone(UTC) <= LATEST:
+            raise WindowError('%s: %s is out of the range this calendar handles (%d to %d)'
+                              % (field, value.isoformat(), EARLIEST.year, LATEST.year))
         return value.astimezone(UTC)
     raise WindowError('%s: %r is not a time (an ISO 8601 string with an offset, an aware datetime or epoch seconds)'
                       % (field, value))
@@ -181,7 +189,15 @@ def _weekdays(value, field):
     return tuple(result)
 
 
+def _number(value):
+    """'2' and '-1' (extra vars and surveys give strings) as numbers; anything else unchanged."""
+    if isinstance(value, str) and re.match(r'^\s*-?\d+\s*$', value):
+        return int(value)
+    return value
+
+
 def _week(value, field):
+    value = _number(value)
     if isinstance(value, str) and value.strip().lower() in WEEK_WORDS:
         return WEEK_WORDS[value.strip().lower()]
     if isinstance(value, int) and not isinstance(value, bool) and (1 <= value <= 5 or value == -1):
@@ -190,6 +206,7 @@ def _week(value, field):
 
 
 def _day(value, field):
+    value = _number(value)
     if isinstance(value, str) and value.strip().lower() == 'last':
         return -1
     if isinstance(value, int) and not isinstance(value, bool) and (1 <= value <= 31 or value == -1):
@@ -303,7 +320,7 @@ class Rule:
                                       % (field, frequency))
                 self.week = _week(data['week'], field + '.week')
             if frequency == 'quarterly':
-                month = data.get('month', 1)
+                month = _number(data.get('month', 1))
                 if isinstance(month, bool) or month not in (1, 2, 3):
                     raise WindowError('%s.month: %r is not a month of the quarter (1, 2 or 3; quarters start in '
                                       'January, April, July and October)' % (field, month))
@@ -695,6 +712,8 @@ class Calendar:
         finishes, the rest waits for the next window), unless `emergency` with a non-empty `reason`.
         """
         needed = parse_duration(duration, 'duration')
+        if not isinstance(emergency, bool):
+            raise WindowError('emergency: %r is not a boolean (true or false)' % (emergency,))
         if emergency and (not isinstance(reason, str) or not reason.strip()):
             raise RefusedError('emergency: an emergency run outside the maintenance window needs a non-empty reason, '
                                'which is recorded in the report')
@@ -716,7 +735,7 @@ class Calendar:
         else:
             decision = 'outside_window'
             start, why = False, 'outside any maintenance window (%s)' % next_text
-        override = bool(emergency) and not start
+        override = emergency and not start
         if override:
             decision = 'emergency_override'
             start, why = True, 'emergency override (%s): %s' % (reason.strip(), why)

@@ -48,6 +48,12 @@ def test_may_start_from_ansible_vars():
     assert answer['start'] is True and answer['emergency'] is True and answer['emergency_reason'] == 'CVE-2026-0001'
 
 
+@pytest.mark.parametrize('flag, expected', [('false', False), ('no', False), ('true', True), ('yes', True), (True, True)])
+def test_emergency_flag_as_ansible_reads_booleans(flag, expected):
+    answer = plugin.window_may_start(calendar(), '1h', '2026-12-02T08:00:00Z', emergency=flag, reason='CVE-2026-0001')
+    assert answer['start'] is expected and answer['emergency'] is expected
+
+
 def test_ical_of_the_next_window():
     window = plugin.window_status(calendar(), '2026-12-02T08:00:00Z')['next']
     text = plugin.window_ical(window, 'GPU maintenance, driver 570', description='What changes:\n- the driver; one node at a time',
@@ -66,6 +72,8 @@ def test_ical_of_the_next_window():
      r'^window_may_start: emergency: .* needs a non-empty reason'),
     (lambda: plugin.window_may_start(yaml.safe_load(CALENDAR_YAML)['maintenance_calendar'], 'a while'),
      r"^window_may_start: duration: 'a while' is not a duration"),
+    (lambda: plugin.window_may_start(yaml.safe_load(CALENDAR_YAML)['maintenance_calendar'], '1h', emergency='maybe'),
+     r"^window_may_start: emergency: 'maybe' is not a boolean"),
     (lambda: plugin.window_ical(None, 'x'), r'^window_ical: a window .* none: there is no such window'),
     (lambda: plugin.window_ical([{'start': '2026-12-08T21:00:00Z', 'end': '2026-12-09T01:00:00Z'}] * 2, 'x', uid='a@b'),
      r'^window_ical: uid names one event'),

@@ -94,6 +94,8 @@ def test_parse_instant(value, expected):
     ('next tuesday', 'is not an ISO 8601 time'),
     (True, 'is not a time'),
     ([], 'is not a time'),
+    ('9999-12-31T00:00:00Z', 'is out of the range'),
+    (1e300, 'out of range'),
 ])
 def test_parse_instant_refuses(value, match):
     with pytest.raises(windows.WindowError, match='now: .*' + match):
@@ -112,6 +114,11 @@ def test_parse_duration(value, seconds):
 def test_parse_duration_refuses(value):
     with pytest.raises(windows.WindowError, match='duration'):
         windows.parse_duration(value)
+
+
+def test_emergency_must_be_a_boolean():
+    with pytest.raises(windows.WindowError, match="emergency: 'false' is not a boolean"):
+        windows.Calendar.from_data(CAL).may_start('2026-12-02T12:00:00Z', '1h', emergency='false', reason='x')
 
 
 def test_missing_holidays_package_is_a_clear_error(monkeypatch):
