@@ -354,9 +354,10 @@ class Rule:
             gaps = [((days[(i + 1) % len(days)] - day) % 7) or 7 for i, day in enumerate(days)]
             longest = _dt.timedelta(days=min(gaps))
         if length > longest:
-            raise WindowError('%s.duration: %s is longer than %s, the time between two occurrences%s'
+            raise WindowError('%s.duration: %s is longer than %s, %s'
                               % (field, human_duration(length.total_seconds()), human_duration(longest.total_seconds()),
-                                 '' if frequency == 'weekly' else ' allowed'))
+                                 'the time between two occurrences' if frequency == 'weekly'
+                                 else 'the longest a monthly or quarterly window may last'))
 
     def _dates(self, first, last):
         """The local dates in [first, last] on which this rule's window starts."""
