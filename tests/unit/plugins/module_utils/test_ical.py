@@ -48,6 +48,11 @@ def check_strict(text):
             assert sum(1 for line in body if line.split(':')[0].split(';')[0] == prop) == 1, prop
     for tzid in {line.split('TZID=')[1].split(':')[0] for line in logical if ';TZID=' in line}:
         assert 'TZID:%s' % tzid in logical, 'no VTIMEZONE for %s' % tzid
+    for observance in unfolded.split('BEGIN:STANDARD')[1:] + unfolded.split('BEGIN:DAYLIGHT')[1:]:
+        body = observance.split('END:')[0].split('\r\n')
+        for prop in ('DTSTART', 'TZOFFSETFROM', 'TZOFFSETTO'):   # RFC 5545 3.6.5: required, once
+            assert sum(1 for line in body if line.startswith(prop + ':')) == 1, (prop, body)
+        assert all(line.split(':')[1][0] in '+-' for line in body if line.startswith('TZOFFSET'))
     return logical
 
 
