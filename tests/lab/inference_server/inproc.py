@@ -6,9 +6,10 @@
     with lab_server('--model', 'm', '--error-percent', '10') as (url, lab):
         ...   # url is http://127.0.0.1:<port>; lab is its LabState (lab.config, counters)
 
-No signal handlers, no GPU check (it never calls main()); on exit the server stops and open streams are cut.
+No signal handlers, no GPU check (it never calls main()), log lines in `LOG`; on exit the server stops and open streams are cut.
 """
 
+import collections
 import contextlib
 import importlib.util
 import threading
@@ -17,6 +18,15 @@ from pathlib import Path
 _SPEC = importlib.util.spec_from_file_location('lab_inference_server', str(Path(__file__).with_name('lab_inference_server.py')))
 lis = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(lis)
+LOG = collections.deque(maxlen=1000)
+
+
+def _log(message, stream=None):  # pylint: disable=unused-argument
+    """The server's log lines go here, not to the test's stdout (where a module's JSON result is read)."""
+    LOG.append(message)
+
+
+lis.log = _log
 
 
 @contextlib.contextmanager
