@@ -563,7 +563,22 @@ def _answered_by(headers, backends):
     return None
 
 
+def _targeted(gateway, params, backend, backends):
+    """Ask the gateway for one deployment by its id: (reached, reason). LiteLLM routes a request whose `model` is a
+    deployment's `model_info.id` to that deployment (litellm/router.py, _common_checks_available_deployment, 1.108.7)."""
+    try:
+        answer = chat_plain(gateway, backend['id'], params['prompt'], params['max_tokens'])
+    except RequestFailed as exc:
+        return False, 'asked for by its deployment id %s: %s' % (backend['id'], exc.reason)
+    by = _answered_by(answer['headers'], backends)
+    if by not in (None, backend['name']):
+        return False, 'asked for by its deployment id %s, the gateway answered from %s' % (backend['id'], by)
+    return True, 'reached when asked for by its deployment id %s' % backend['id']
+
+
 def integration(gateway, params, backends, redact):
+    """Each backend directly, the model group through the gateway (sampled until every backend answered, at most
+    gateway_attempts requests), and each backend not seen in the sample asked for by its deployment id."""
     results = []
     direct_ok = {}
     for backend in backends:
@@ -586,6 +601,13 @@ def integration(gateway, params, backends, redact):
             unattributed += 1
         else:
             seen[name] = seen.get(name, 0) + 1
+    group = 'model group %s through gateway' % params['model']
+    if errors:
+        results.append(check(group, 'integration', gateway.name, False, '%d of %d requests failed; last: %s' % (
+            len(errors), sent, errors[-1]), requests=sent, errors=len(errors), answered_by=dict(seen)))
+    else:
+        results.append(check(group, 'integration', gateway.name, True, '%d requests answered' % sent, requests=sent,
+                             errors=0, answered_by=dict(seen)))
     for backend in backends:
         name = backend['name']
         label = 'backend %s through gateway' % name
@@ -593,17 +615,25 @@ def integration(gateway, params, backends, redact):
             results.append(check(label, 'integration', gateway.name, True, 'answered %d of %d requests through the gateway'
                                  % (seen[name], sent), requests=sent, answered=seen[name]))
             continue
-        if unattributed and not any(n for n in seen):
-            why = 'the gateway answered %d requests without saying which backend answered (no x-litellm-model-id or ' \
-                  'x-litellm-model-api-base header): cannot tell whether %s is reachable' % (unattributed, name)
+        reasons = []
+        if backend.get('id'):
+            reached, why = _targeted(gateway, params, backend, backends)
+            if reached:
+                results.append(check(label, 'integration', gateway.name, True, '%s (not among the %d answers of the model '
+                                     'group)' % (why, sent), requests=sent + 1, answered=1))
+                continue
+            reasons.append(why)
+        if unattributed and not seen:
+            reasons.insert(0, 'the gateway answered %d requests without saying which backend answered (no '
+                              'x-litellm-model-id or x-litellm-model-api-base header): cannot tell whether %s is reachable'
+                           % (unattributed, name))
         else:
             why = 'not reached through the gateway in %d requests' % sent
             if direct_ok.get(name):
                 why += ', although it answers directly: the gateway cannot reach it (or routes nothing to it)'
-            if errors:
-                why += '; gateway errors: %s' % errors[-1]
-        results.append(check(label, 'integration', gateway.name, False, why, requests=sent, answered=0,
-                             answered_by=dict(seen), errors=len(errors)))
+            reasons.insert(0, why)
+        results.append(check(label, 'integration', gateway.name, False, '; '.join(reasons), requests=sent, answered=0,
+                             answered_by=dict(seen)))
     return results
 
 
@@ -845,7 +875,7 @@ def run_checks(params, check_mode=False, redact=None):
     if 'functional' in params['checks']:
         results.extend(functional(endpoint, params))
     if 'integration' in params['checks']:
-        backends = [dict(b, name=b.get('name') or safe_url(b['url'])) for b in params.get('backends') or []]
+        backends = [dict(b, name=b.get('name') or b.get('id') or safe_url(b['url'])) for b in params.get('backends') or []]
         if not backends:
             backends = backends_from_config(params['gateway_config'], params['model'])
         results.extend(integration(endpoint, params, backends, redact))
@@ -857,5 +887,6 @@ def run_checks(params, check_mode=False, redact=None):
               'model': params['model'], 'figures': figures, 'baseline': baseline,
               'changed': bool(baseline and baseline.get('saved')),
               'unreachable_through_gateway': [r['name'][len('backend '):-len(' through gateway')] for r in results
-                                              if not r['passed'] and r['name'].endswith(' through gateway')]}
+                                              if not r['passed'] and r['name'].startswith('backend ')
+                                              and r['name'].endswith(' through gateway')]}
     return result

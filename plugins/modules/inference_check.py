@@ -22,8 +22,9 @@ description:
   - C(integration) - every backend of the model group (O(backends), or the deployments of O(model) in the LiteLLM
     O(gateway_config)) answers directly, and each is reached through the gateway at O(url) within O(gateway_attempts)
     requests. Which backend answered is read from LiteLLM's C(x-litellm-model-id) and C(x-litellm-model-api-base)
-    response headers, so a backend that answers directly but not through the gateway is named in
-    RV(unreachable_through_gateway). With gateway weights (a canary at 10%), raise O(gateway_attempts) accordingly.
+    response headers; a backend with a deployment id that is not among those answers (a canary at a small weight) is
+    then asked for by its id. A backend that answers directly but not through the gateway is named in
+    RV(unreachable_through_gateway); the model group's own answers through the gateway are one more check.
   - C(performance) - a bounded run (O(performance.count) requests, O(performance.concurrency) at a time, none started
     after O(performance.time_limit) seconds) measuring time to first token, p50 / p95 / p99 latency, tokens/s and the
     error rate. O(baseline=save) writes the figures to O(baseline_path) (JSON, mode 0600) before an update;
@@ -135,8 +136,14 @@ options:
     suboptions:
       name:
         description:
-          - Name in the results; to attribute the gateway's answers it is compared with C(x-litellm-model-id), so use
-            the deployment's C(model_info.id) where it has one. Default the URL.
+          - Name in the results. Default O(backends[].id), else the URL.
+        type: str
+      id:
+        description:
+          - The deployment's C(model_info.id) in the gateway config. The gateway's answers are attributed to this backend
+            by it (C(x-litellm-model-id)) or by the URL (C(x-litellm-model-api-base)); a backend not seen among the
+            model group's answers is asked for by this id (LiteLLM routes a request for a deployment id to that
+            deployment).
         type: str
       url:
         description:
@@ -368,7 +375,7 @@ def main():
             validate_certs=dict(type='bool', default=True),
             use_proxy=dict(type='bool', default=True),
             backends=dict(type='list', elements='dict', options=dict(
-                name=dict(type='str'), url=dict(type='str', required=True), model=dict(type='str'),
+                name=dict(type='str'), id=dict(type='str'), url=dict(type='str', required=True), model=dict(type='str'),
                 api_key=dict(type='str', no_log=True))),
             backend_api_key=dict(type='str', no_log=True),
             gateway_config=dict(type='path'),

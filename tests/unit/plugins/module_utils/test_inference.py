@@ -90,6 +90,11 @@ class Fake(http.server.BaseHTTPRequestHandler):
             # a LiteLLM-like gateway that only ever routes to gpu-1
             answer = {'choices': [{'message': {'role': 'assistant', 'content': 'OK'}, 'finish_reason': 'stop'}]}
             self._send(200, answer, headers={'x-litellm-model-id': 'gpu-1', 'x-litellm-model-api-base': self.server.gpu1})
+        elif mode == 'gateway_by_id':
+            # the model group always lands on gpu-1; a request for a deployment id lands on that deployment
+            target = body.get('model') if body.get('model') in ('gpu-1', 'gpu-2') else 'gpu-1'
+            answer = {'choices': [{'message': {'role': 'assistant', 'content': 'OK'}, 'finish_reason': 'stop'}]}
+            self._send(200, answer, headers={'x-litellm-model-id': target})
         elif mode == 'gateway_silent':
             self._send(200, {'choices': [{'message': {'role': 'assistant', 'content': 'OK'}, 'finish_reason': 'stop'}]})
         elif body.get('stream'):
@@ -256,7 +261,21 @@ def test_backend_the_gateway_cannot_reach_is_named(tmp_path):
     assert checks['backend gpu-1 through gateway']['passed']
     assert not checks['backend gpu-2 through gateway']['passed']
     assert 'answers directly: the gateway cannot reach it' in checks['backend gpu-2 through gateway']['reason']
+    assert 'asked for by its deployment id gpu-2, the gateway answered from gpu-1' in checks['backend gpu-2 through gateway']['reason']
+    assert checks['model group llama-3-8b through gateway']['passed']
     assert result['unreachable_through_gateway'] == ['gpu-2']
+
+
+def test_a_backend_not_sampled_is_asked_for_by_its_deployment_id():
+    with inproc.lab_server(*FAST) as (gpu1, _l1), inproc.lab_server(*FAST) as (gpu2, _l2), \
+            fake('gateway_by_id') as (gateway, _server):
+        backends = [{'id': 'gpu-1', 'url': gpu1, 'name': None, 'model': None, 'api_key': None},
+                    {'id': 'gpu-2', 'url': gpu2, 'name': None, 'model': None, 'api_key': None}]
+        result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=4))
+    checks = by_name(result)
+    assert result['passed'], result['failed_checks']
+    assert checks['backend gpu-1 through gateway']['figures']['answered'] == 4
+    assert 'reached when asked for by its deployment id gpu-2' in checks['backend gpu-2 through gateway']['reason']
 
 
 def test_a_gateway_that_does_not_say_who_answered_is_not_a_pass():
@@ -273,6 +292,7 @@ def test_a_dead_backend_is_named_directly_too():
         result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=3))
     checks = by_name(result)
     assert not checks['backend gpu-9 direct']['passed'] and checks['backend gpu-1 through gateway']['passed']
+    assert checks['model group llama-3-8b through gateway']['passed']
     assert result['unreachable_through_gateway'] == ['gpu-9']
 
 
