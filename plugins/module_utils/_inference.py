@@ -215,10 +215,8 @@ class Endpoint(object):
                 text = exc.read(MAX_BODY) if exc.fp else b''
             except (OSError, http.client.HTTPException):
                 text = b''
-            raise RequestFailed('%s %s answered HTTP %s%s' % (method, path, exc.code,
-                                                               ': %s' % self.redact.snippet(text) if text else
-                                                               ' (%s)' % self.redact(exc.reason)),
-                                status=exc.code) from None
+            detail = ': %s' % self.redact.snippet(text) if text else ' (%s)' % self.redact(exc.reason)
+            raise RequestFailed('%s %s answered HTTP %s%s' % (method, path, exc.code, detail), status=exc.code) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             reason = getattr(exc, 'reason', exc)
             raise RequestFailed('%s %s failed: %s' % (method, self.name + path, self.redact(reason))) from None
@@ -812,8 +810,8 @@ def _in_range(name, value, integer=True):
     low, high = RANGES[name]
     if value is None or isinstance(value, bool) or not _number(value) or (integer and int(value) != value) \
             or not low <= value <= high:
-        raise InferenceError('%s must be %s from %s to %s, got %r' % (name, 'a whole number' if integer else 'a number',
-                                                                       low, high, value), error_kind='options')
+        kind = 'a whole number' if integer else 'a number'
+        raise InferenceError('%s must be %s from %s to %s, got %r' % (name, kind, low, high, value), error_kind='options')
 
 
 def validate(params):

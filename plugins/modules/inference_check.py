@@ -188,7 +188,7 @@ options:
         type: int
         default: 4
       time_limit:
-        description: No request starts after this many seconds, 1 to 3600; requests not started are RV(figures.not_started).
+        description: No request starts after this many seconds, 1 to 3600; requests not started are counted in RV(figures).
         type: int
         default: 60
       stream:
@@ -361,12 +361,12 @@ def main():
         argument_spec=dict(
             url=dict(type='str', required=True),
             api_key=dict(type='str', no_log=True),
-            api_key_header=dict(type='str', default='Authorization'),
+            api_key_header=dict(type='str', default='Authorization', no_log=False),
             model=dict(type='str'),
             models=dict(type='list', elements='str', default=[]),
             checks=dict(type='list', elements='str', choices=['functional', 'integration', 'performance'], default=['functional']),
             prompt=dict(type='str', default='Say OK.'),
-            max_tokens=dict(type='int', default=16),
+            max_tokens=dict(type='int', default=16, no_log=False),
             streaming=dict(type='str', choices=['both', 'plain', 'stream'], default='both'),
             stream_include_usage=dict(type='bool', default=True),
             expected_content=dict(type='str'),
@@ -387,7 +387,7 @@ def main():
             baseline_path=dict(type='path'),
             tolerances=dict(type='dict', options=dict(
                 p50_ratio=dict(type='float', default=1.5), p99_ratio=dict(type='float', default=1.5),
-                ttft_ratio=dict(type='float', default=1.5), min_tokens_per_s_ratio=dict(type='float', default=0.5),
+                ttft_ratio=dict(type='float', default=1.5), min_tokens_per_s_ratio=dict(type='float', default=0.5, no_log=False),
                 max_error_rate=dict(type='float', default=0.0), latency_slack_ms=dict(type='int', default=50))),
             fail_on_failed_check=dict(type='bool', default=True),
         ),
@@ -399,10 +399,10 @@ def main():
         module.no_log_values.update(redact.secrets)
         if not result['passed'] and module.params['fail_on_failed_check']:
             failed = [c for c in result['checks'] if not c['passed']]
-            msg = '%d of %d checks failed: %s' % (len(failed), len(result['checks']),
-                                                   '; '.join('%s: %s' % (c['name'], c['reason']) for c in failed))
-            changed = result.pop('changed')
-            raise OnpremError(msg, error_kind='check_failed', changed=changed, **result)
+            reasons = '; '.join('%s: %s' % (c['name'], c['reason']) for c in failed)
+            details = dict((k, v) for k, v in result.items() if k != 'changed')
+            raise OnpremError('%d of %d checks failed: %s' % (len(failed), len(result['checks']), reasons),
+                              error_kind='check_failed', changed=result['changed'], **details)
     except Exception as exc:  # pylint: disable=broad-exception-caught
         module.no_log_values.update(redact.secrets)
         module.fail_json(**failure(exc, redact, 'inference_check'))

@@ -104,7 +104,9 @@ class Fake(http.server.BaseHTTPRequestHandler):
                              'usage': {'prompt_tokens': 3, 'completion_tokens': 1, 'total_tokens': 4}})
 
     def _stream(self, mode):
-        chunk = lambda obj: ('data: %s\n\n' % json.dumps(obj)).encode()  # noqa: E731
+        def chunk(obj):
+            return ('data: %s\n\n' % json.dumps(obj)).encode()
+
         delta = chunk({'choices': [{'index': 0, 'delta': {'content': ' tok'}, 'finish_reason': None}]})
         finish = chunk({'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})
         if mode == 'cut_chunked':
@@ -112,7 +114,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Type', 'text/event-stream')
             self.send_header('Transfer-Encoding', 'chunked')
             self.end_headers()
-            for _ in range(2):
+            for _index in range(2):
                 self.wfile.write(b'%x\r\n%s\r\n' % (len(delta), delta))
             self.wfile.write(b'40\r\ndata: {"choi')  # announced 64 bytes, sent 15, then gone
             self.wfile.flush()
@@ -245,17 +247,22 @@ def test_unreachable_endpoint_fails_every_check():
 
 
 # ----- integration -----------------------------------------------------------------------------------------------
+def litellm_config(path, gpu1, gpu2):
+    path.write_text(json.dumps({'model_list': [
+        {'model_name': 'llama-3-8b', 'model_info': {'id': 'gpu-1'},
+         'litellm_params': {'model': 'openai/llama-3-8b', 'api_base': gpu1 + '/v1', 'api_key': 'os.environ/VLLM_KEY'}},
+        {'model_name': 'llama-3-8b', 'litellm_params': {'model': 'hosted_vllm/llama-3-8b', 'api_base': gpu2 + '/v1'},
+         'model_info': {'id': 'gpu-2'}},
+        {'model_name': 'other', 'litellm_params': {'model': 'openai/x', 'api_base': 'http://elsewhere:1/v1'}}]}))
+    return str(path)
+
+
 def test_backend_the_gateway_cannot_reach_is_named(tmp_path):
-    with inproc.lab_server(*FAST) as (gpu1, _l1), inproc.lab_server(*FAST) as (gpu2, _l2), \
-            fake('gateway', gpu1=gpu1 + '/v1') as (gateway, _server):
-        config = tmp_path / 'config.yaml'
-        config.write_text(json.dumps({'model_list': [
-            {'model_name': 'llama-3-8b', 'litellm_params': {'model': 'openai/llama-3-8b', 'api_base': gpu1 + '/v1',
-                                                              'api_key': 'os.environ/VLLM_KEY'}, 'model_info': {'id': 'gpu-1'}},
-            {'model_name': 'llama-3-8b', 'litellm_params': {'model': 'hosted_vllm/llama-3-8b', 'api_base': gpu2 + '/v1'},
-             'model_info': {'id': 'gpu-2'}},
-            {'model_name': 'other', 'litellm_params': {'model': 'openai/x', 'api_base': 'http://elsewhere:1/v1'}}]}))
-        result = inf.run_checks(params(gateway, checks=['integration'], gateway_config=str(config), gateway_attempts=5))
+    with inproc.lab_server(*FAST) as (gpu1, _l1):
+        with inproc.lab_server(*FAST) as (gpu2, _l2):
+            with fake('gateway', gpu1=gpu1 + '/v1') as (gateway, _server):
+                config = litellm_config(tmp_path / 'config.yaml', gpu1, gpu2)
+                result = inf.run_checks(params(gateway, checks=['integration'], gateway_config=config, gateway_attempts=5))
     checks = by_name(result)
     assert checks['backend gpu-1 direct']['passed'] and checks['backend gpu-2 direct']['passed']
     assert checks['backend gpu-1 through gateway']['passed']
@@ -267,11 +274,11 @@ def test_backend_the_gateway_cannot_reach_is_named(tmp_path):
 
 
 def test_a_backend_not_sampled_is_asked_for_by_its_deployment_id():
-    with inproc.lab_server(*FAST) as (gpu1, _l1), inproc.lab_server(*FAST) as (gpu2, _l2), \
-            fake('gateway_by_id') as (gateway, _server):
+    with inproc.lab_server(*FAST) as (gpu1, _l1), inproc.lab_server(*FAST) as (gpu2, _l2):
         backends = [{'id': 'gpu-1', 'url': gpu1, 'name': None, 'model': None, 'api_key': None},
                     {'id': 'gpu-2', 'url': gpu2, 'name': None, 'model': None, 'api_key': None}]
-        result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=4))
+        with fake('gateway_by_id') as (gateway, _server):
+            result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=4))
     checks = by_name(result)
     assert result['passed'], result['failed_checks']
     assert checks['backend gpu-1 through gateway']['figures']['answered'] == 4
@@ -279,17 +286,19 @@ def test_a_backend_not_sampled_is_asked_for_by_its_deployment_id():
 
 
 def test_a_gateway_that_does_not_say_who_answered_is_not_a_pass():
-    with inproc.lab_server(*FAST) as (gpu1, _lab), fake('gateway_silent') as (gateway, _server):
-        result = inf.run_checks(params(gateway, checks=['integration'], gateway_attempts=3,
-                                       backends=[{'name': 'gpu-1', 'url': gpu1, 'model': None, 'api_key': None}]))
+    with inproc.lab_server(*FAST) as (gpu1, _lab):
+        backends = [{'name': 'gpu-1', 'url': gpu1, 'model': None, 'api_key': None}]
+        with fake('gateway_silent') as (gateway, _server):
+            result = inf.run_checks(params(gateway, checks=['integration'], gateway_attempts=3, backends=backends))
     assert 'cannot tell whether gpu-1 is reachable' in by_name(result)['backend gpu-1 through gateway']['reason']
 
 
 def test_a_dead_backend_is_named_directly_too():
-    with inproc.lab_server(*FAST) as (gpu1, _lab), fake('gateway', gpu1=gpu1 + '/v1') as (gateway, _server):
+    with inproc.lab_server(*FAST) as (gpu1, _lab):
         backends = [{'name': 'gpu-1', 'url': gpu1, 'model': None, 'api_key': None},
                     {'name': 'gpu-9', 'url': 'http://127.0.0.1:9', 'model': None, 'api_key': None}]
-        result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=3))
+        with fake('gateway', gpu1=gpu1 + '/v1') as (gateway, _server):
+            result = inf.run_checks(params(gateway, checks=['integration'], backends=backends, gateway_attempts=3))
     checks = by_name(result)
     assert not checks['backend gpu-9 direct']['passed'] and checks['backend gpu-1 through gateway']['passed']
     assert checks['model group llama-3-8b through gateway']['passed']

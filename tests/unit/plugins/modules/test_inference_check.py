@@ -78,7 +78,8 @@ def test_baseline_save_changes_and_check_mode_does_not(capsys, lab, tmp_path):
     real = run(capsys, **args)
     assert real['changed'] is True and oct(os.stat(path).st_mode & 0o777) == '0o600'
     assert KEY not in path.read_text()
-    compared = run(capsys, **dict(args, baseline='compare', tolerances={'latency_slack_ms': 200}))
+    args.update(baseline='compare', tolerances={'latency_slack_ms': 200})
+    compared = run(capsys, **args)
     assert compared['rc'] == 0 and compared['passed'], compared['msg']
 
 
