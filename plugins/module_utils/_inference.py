@@ -113,12 +113,15 @@ class RequestFailed(Exception):
 
 # ----- secrets ---------------------------------------------------------------------------------------------------
 def url_secrets(url):
-    """The user info and password of a URL (`http://user:pw@host/`), to be masked."""
+    """What to mask of a URL's user info: the password (`http://user:pw@host/`), or the user part when it stands alone
+    (`https://TOKEN@host/`, a token as user name)."""
     try:
         parts = urllib.parse.urlsplit(str(url))
     except ValueError:
         return []
-    return [s for s in (parts.password, parts.username) if s]
+    if parts.password:
+        return [parts.password]
+    return [parts.username] if parts.username else []
 
 
 def safe_url(url):
@@ -281,6 +284,12 @@ def _usage(obj, what):
     return figures
 
 
+def _reasoning(message):
+    """Reasoning text of a message or delta: `reasoning_content` (vLLM, llama.cpp, LiteLLM) or `reasoning` (Ollama)."""
+    value = message.get('reasoning_content')
+    return value if value is not None else message.get('reasoning')
+
+
 def _error_in(obj, redact, what):
     if isinstance(obj, dict) and obj.get('error') is not None:
         raise RequestFailed('%s: the server answered an error: %s' % (what, redact.snippet(json.dumps(obj['error']))))
@@ -297,12 +306,15 @@ def chat_plain(endpoint, model, prompt, max_tokens):
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise RequestFailed('%s: no choices in the answer' % what)
     message = choices[0].get('message')
-    if not isinstance(message, dict) or not isinstance(message.get('content'), str):
+    content = message.get('content') if isinstance(message, dict) else None
+    if content is None and isinstance(message, dict) and isinstance(_reasoning(message), str):
+        content = ''  # a reasoning model that used max_tokens for its reasoning (vLLM's reasoning parsers)
+    if not isinstance(content, str):
         raise RequestFailed('%s: choices[0].message.content is missing or not text' % what)
     finish = choices[0].get('finish_reason')
     if not isinstance(finish, str) or not finish:
         raise RequestFailed('%s: choices[0].finish_reason is missing' % what)
-    return {'content': message['content'], 'finish_reason': finish, 'usage': _usage(obj, what),
+    return {'content': content, 'finish_reason': finish, 'usage': _usage(obj, what),
             'latency_s': seconds, 'ttft_s': None, 'headers': headers}
 
 
@@ -355,6 +367,8 @@ def chat_stream(endpoint, model, prompt, max_tokens, include_usage=True):
                 piece = delta.get('content') if isinstance(delta, dict) else None
                 if piece is not None and not isinstance(piece, str):
                     raise RequestFailed('%s: delta.content is not text' % what)
+                if ttft is None and isinstance(delta, dict) and _reasoning(delta):
+                    ttft = time.monotonic() - start  # reasoning tokens are the first tokens too
                 if piece:
                     if ttft is None:
                         ttft = time.monotonic() - start

@@ -95,6 +95,9 @@ class Fake(http.server.BaseHTTPRequestHandler):
             target = body.get('model') if body.get('model') in ('gpu-1', 'gpu-2') else 'gpu-1'
             answer = {'choices': [{'message': {'role': 'assistant', 'content': 'OK'}, 'finish_reason': 'stop'}]}
             self._send(200, answer, headers={'x-litellm-model-id': target})
+        elif mode == 'reasoning_only' and not body.get('stream'):
+            self._send(200, {'choices': [{'message': {'role': 'assistant', 'content': None, 'reasoning_content': 'Hmm'},
+                                          'finish_reason': 'length'}]})
         elif mode == 'gateway_silent':
             self._send(200, {'choices': [{'message': {'role': 'assistant', 'content': 'OK'}, 'finish_reason': 'stop'}]})
         elif body.get('stream'):
@@ -127,7 +130,10 @@ class Fake(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         if mode == 'slow_first_token':
             time.sleep(0.3)
-        parts = {'cut_eof': [delta, delta],
+        thinking = chunk({'choices': [{'index': 0, 'delta': {'reasoning_content': 'Hmm'}, 'finish_reason': None}]})
+        cut = chunk({'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'length'}]})
+        parts = {'reasoning_only': [thinking, cut, b'data: [DONE]\n\n'],
+                 'cut_eof': [delta, delta],
                  'no_finish': [delta, b'data: [DONE]\n\n'],
                  'bad_chunk': [delta, b'data: {not json\n\n'],
                  'error_chunk': [delta, chunk({'error': {'message': 'engine died, key %s' % self.headers.get('Authorization')}})],
@@ -218,6 +224,14 @@ def test_credentials_in_the_url_are_masked():
     with fake('echo_500') as (url, _server):
         result = inf.run_checks(params(url.replace('http://', 'http://user:pw-Secret-91@'), streaming='plain'))
     assert 'pw-Secret-91' not in json.dumps(result)
+
+
+def test_a_reasoning_model_that_only_reasoned_is_well_formed():
+    with fake('reasoning_only') as (url, _server):
+        result = inf.run_checks(params(url))
+    assert result['passed'], result['checks']
+    streamed = by_name(result)['chat completion (streamed)']['figures']
+    assert streamed['finish_reason'] == 'length' and streamed['ttft_ms'] is not None
 
 
 def test_expected_content_and_json_schema():
