@@ -77,6 +77,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # pylint: disable=invalid-name
         body = json.loads(self.rfile.read(int(self.headers.get('Content-Length') or 0)) or b'{}')
         self.server.seen.append(self.headers.get('Authorization'))
+        self.server.api_keys.append(self.headers.get('X-Api-Key'))
         mode = self.server.mode
         if mode == 'malformed_json':
             self._send(200, b'{"choices": [{"message": {"content": "hi"', 'application/json')
@@ -147,7 +148,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
 def fake(mode, **extra):
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Fake)
     server.daemon_threads = True
-    server.mode, server.seen = mode, []
+    server.mode, server.seen, server.api_keys = mode, [], []
     for key, value in extra.items():
         setattr(server, key, value)
     thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
@@ -218,6 +219,12 @@ def test_a_key_echoed_by_the_server_is_masked(mode, streaming):
     assert server.seen == ['Bearer %s' % KEY]
     text = json.dumps(result)
     assert KEY not in text and inf.MASK in text and not result['passed']
+
+
+def test_another_key_header_carries_the_key_as_it_is():
+    with fake('echo_500') as (url, server):
+        result = inf.run_checks(params(url, api_key=KEY, api_key_header='X-Api-Key', streaming='plain'))
+    assert server.api_keys == [KEY] and server.seen == [None] and KEY not in json.dumps(result)
 
 
 def test_credentials_in_the_url_are_masked():

@@ -49,10 +49,16 @@ def valid(lab, tmp_path):
 
 
 @FUZZ_SETTINGS
-@given(data=st.data(), checks=st.sampled_from([['functional'], ['integration'], ['performance'], ['functional', 'integration']]))
-def test_bad_input_fails_cleanly_and_keeps_the_keys(tmp_path, lab, data, checks):
-    args = data.draw(mutated_args(dict(valid(lab, tmp_path), checks=checks), KEYS))
-    result = run_module(inference_check.main, args, allowed_root=tmp_path, secrets=SECRETS)
+@given(data=st.data(), checks=st.sampled_from([['functional'], ['integration'], ['performance'], ['functional', 'integration']]),
+       check_mode=st.booleans())
+def test_bad_input_fails_cleanly_and_keeps_the_keys(tmp_path, lab, data, checks, check_mode):
+    dry_run = tmp_path / 'check-mode-baseline.json'  # never written, whatever the examples before did
+    base = dict(valid(lab, tmp_path), checks=checks, baseline='save', baseline_path=str(dry_run) if check_mode else
+                str(tmp_path / 'baseline.json'))
+    args = data.draw(mutated_args(base, KEYS))
+    result = run_module(inference_check.main, args, allowed_root=tmp_path, secrets=SECRETS, check_mode=check_mode)
+    if check_mode:
+        assert not dry_run.exists() and not result.get('changed')
     assert 'passed' in result or result.get('failed')
 
 
