@@ -14,7 +14,10 @@ Three kinds of check, each a `CheckResult` (name, kind, target, passed, reason, 
 - performance: a bounded run (count, concurrency, time limit) measuring time to first token, p50 / p95 / p99
   latency, tokens/s and error rate, optionally saved as a baseline (JSON, 0600) or compared with one.
 
-Entry point: `run_checks(params)` -> result dict (see plugins/modules/inference_check.py's RETURN).
+Entry point: `run_checks(with_defaults(url=..., model=..., checks=[...]), check_mode=False)` -> the result dict
+documented in plugins/modules/inference_check.py's RETURN (`passed`, `checks`, `failed_checks`, `figures`, ...);
+`InferenceError` (error_kind options / unreadable / write / missing_library) when the checks cannot run at all.
+ARGUMENT_SPEC is the module's argument spec, so a Python caller and the module share every default.
 Unknown is never none: an answer that cannot be read is a failed check whose reason says what could not be read.
 HTTP only, standard library (urllib); no secret in any reason: every text that leaves passes `Redactor`.
 
@@ -90,8 +93,6 @@ RANGES = {
     'max_error_rate': (0.0, 1.0),
     'latency_slack_ms': (0, 60000),
 }
-DEFAULT_TOLERANCES = {'p50_ratio': 1.5, 'p99_ratio': 1.5, 'ttft_ratio': 1.5, 'min_tokens_per_s_ratio': 0.5,
-                      'max_error_rate': 0.0, 'latency_slack_ms': 50}
 PROVIDER_PREFIX = re.compile(r'^[a-z_]+/')
 
 
@@ -820,6 +821,62 @@ def save_baseline(path, endpoint, params, figures):
 
 
 # ----- options and the entry point -------------------------------------------------------------------------------
+# The module's argument spec (plugins/modules/inference_check.py documents it), here so that Python callers (the
+# strategies' benchmark, other modules) get the same defaults: run_checks(with_defaults(url=..., model=...)).
+ARGUMENT_SPEC = dict(
+    url=dict(type='str', required=True),
+    api_key=dict(type='str', no_log=True),
+    api_key_header=dict(type='str', default='Authorization', no_log=False),
+    model=dict(type='str'),
+    models=dict(type='list', elements='str', default=[]),
+    checks=dict(type='list', elements='str', choices=['functional', 'integration', 'performance'], default=['functional']),
+    prompt=dict(type='str', default='Say OK.'),
+    max_tokens=dict(type='int', default=16, no_log=False),
+    streaming=dict(type='str', choices=['both', 'plain', 'stream'], default='both'),
+    stream_include_usage=dict(type='bool', default=True),
+    expected_content=dict(type='str'),
+    expected_json_schema=dict(type='dict'),
+    timeout=dict(type='int', default=30),
+    validate_certs=dict(type='bool', default=True),
+    use_proxy=dict(type='bool', default=True),
+    backends=dict(type='list', elements='dict', options=dict(
+        name=dict(type='str'), id=dict(type='str'), url=dict(type='str', required=True), model=dict(type='str'),
+        api_key=dict(type='str', no_log=True))),
+    backend_api_key=dict(type='str', no_log=True),
+    gateway_config=dict(type='path'),
+    gateway_attempts=dict(type='int', default=20),
+    performance=dict(type='dict', options=dict(
+        count=dict(type='int', default=20), concurrency=dict(type='int', default=4),
+        time_limit=dict(type='int', default=60), stream=dict(type='bool', default=True))),
+    baseline=dict(type='str', choices=['none', 'save', 'compare'], default='none'),
+    baseline_path=dict(type='path'),
+    tolerances=dict(type='dict', options=dict(
+        p50_ratio=dict(type='float', default=1.5), p99_ratio=dict(type='float', default=1.5),
+        ttft_ratio=dict(type='float', default=1.5), min_tokens_per_s_ratio=dict(type='float', default=0.5, no_log=False),
+        max_error_rate=dict(type='float', default=0.0), latency_slack_ms=dict(type='int', default=50))),
+    fail_on_failed_check=dict(type='bool', default=True),
+)
+
+DEFAULT_PERFORMANCE = dict((k, o['default']) for k, o in ARGUMENT_SPEC['performance']['options'].items())
+DEFAULT_TOLERANCES = dict((k, o['default']) for k, o in ARGUMENT_SPEC['tolerances']['options'].items())
+
+
+def with_defaults(**given):
+    """Every option of ARGUMENT_SPEC with its default, sub-option defaults of given dicts filled, then `given`."""
+    params = {}
+    for name, spec in ARGUMENT_SPEC.items():
+        value = given.get(name, spec.get('default'))
+        if isinstance(value, list):
+            value = list(value)
+        if isinstance(value, dict) and spec.get('options'):
+            value = dict(dict((k, o.get('default')) for k, o in spec['options'].items()), **value)
+        params[name] = value
+    unknown = sorted(set(given) - set(ARGUMENT_SPEC))
+    if unknown:
+        raise InferenceError('unknown option(s): %s' % ', '.join(unknown), error_kind='options')
+    return params
+
+
 def _in_range(name, value, integer=True):
     low, high = RANGES[name]
     if value is None or isinstance(value, bool) or not _number(value) or (integer and int(value) != value) \
@@ -849,11 +906,8 @@ def validate(params):
             raise InferenceError('expected_content is not a regular expression: %s' % exc, error_kind='options') from None
     if params.get('expected_json_schema') is not None and not isinstance(params['expected_json_schema'], dict):
         raise InferenceError('expected_json_schema must be a JSON schema object', error_kind='options')
-    perf = dict(params.get('performance') or {})
-    for key, default in (('count', 20), ('concurrency', 4), ('time_limit', 60), ('stream', True)):
-        perf.setdefault(key, default)
-        if perf[key] is None:
-            perf[key] = default
+    perf = dict(DEFAULT_PERFORMANCE)
+    perf.update((k, v) for k, v in (params.get('performance') or {}).items() if v is not None)
     for name in ('count', 'concurrency', 'time_limit'):
         _in_range(name, perf[name])
     params['performance'] = perf

@@ -335,7 +335,7 @@ error_kind:
 '''
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError, failure
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._inference import Redactor, run_checks, url_secrets
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._inference import ARGUMENT_SPEC, Redactor, run_checks, url_secrets
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
 
 
@@ -358,39 +358,7 @@ class _Module(OnpremModule):
 
 def main():
     module = _Module(
-        argument_spec=dict(
-            url=dict(type='str', required=True),
-            api_key=dict(type='str', no_log=True),
-            api_key_header=dict(type='str', default='Authorization', no_log=False),
-            model=dict(type='str'),
-            models=dict(type='list', elements='str', default=[]),
-            checks=dict(type='list', elements='str', choices=['functional', 'integration', 'performance'], default=['functional']),
-            prompt=dict(type='str', default='Say OK.'),
-            max_tokens=dict(type='int', default=16, no_log=False),
-            streaming=dict(type='str', choices=['both', 'plain', 'stream'], default='both'),
-            stream_include_usage=dict(type='bool', default=True),
-            expected_content=dict(type='str'),
-            expected_json_schema=dict(type='dict'),
-            timeout=dict(type='int', default=30),
-            validate_certs=dict(type='bool', default=True),
-            use_proxy=dict(type='bool', default=True),
-            backends=dict(type='list', elements='dict', options=dict(
-                name=dict(type='str'), id=dict(type='str'), url=dict(type='str', required=True), model=dict(type='str'),
-                api_key=dict(type='str', no_log=True))),
-            backend_api_key=dict(type='str', no_log=True),
-            gateway_config=dict(type='path'),
-            gateway_attempts=dict(type='int', default=20),
-            performance=dict(type='dict', options=dict(
-                count=dict(type='int', default=20), concurrency=dict(type='int', default=4),
-                time_limit=dict(type='int', default=60), stream=dict(type='bool', default=True))),
-            baseline=dict(type='str', choices=['none', 'save', 'compare'], default='none'),
-            baseline_path=dict(type='path'),
-            tolerances=dict(type='dict', options=dict(
-                p50_ratio=dict(type='float', default=1.5), p99_ratio=dict(type='float', default=1.5),
-                ttft_ratio=dict(type='float', default=1.5), min_tokens_per_s_ratio=dict(type='float', default=0.5, no_log=False),
-                max_error_rate=dict(type='float', default=0.0), latency_slack_ms=dict(type='int', default=50))),
-            fail_on_failed_check=dict(type='bool', default=True),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     redact = Redactor(module.extra_secrets(module.params))

@@ -31,15 +31,9 @@ KEY = 'sk-unit-Secret-7f3a9c'
 FAST = ('--first-token-latency-ms', '1', '--token-interval-ms', '1', '--tokens', '4')
 
 
-def params(url, **over):
-    base = {'url': url, 'api_key': None, 'api_key_header': 'Authorization', 'model': 'llama-3-8b', 'models': [],
-            'checks': ['functional'], 'prompt': 'Say OK.', 'max_tokens': 16, 'streaming': 'both',
-            'stream_include_usage': True, 'expected_content': None, 'expected_json_schema': None, 'timeout': 5,
-            'validate_certs': True, 'use_proxy': False, 'backends': None, 'backend_api_key': None,
-            'gateway_config': None, 'gateway_attempts': 20, 'performance': None, 'baseline': 'none',
-            'baseline_path': None, 'tolerances': None, 'fail_on_failed_check': True}
-    base.update(over)
-    return base
+def params(url=None, **over):
+    """The module's defaults (one source: _inference.ARGUMENT_SPEC), a short timeout, no proxy."""
+    return inf.with_defaults(**dict({'url': url, 'model': 'llama-3-8b', 'timeout': 5, 'use_proxy': False}, **over))
 
 
 def by_name(result):
@@ -422,6 +416,14 @@ def test_the_time_limit_bounds_the_run():
     assert figures['not_started'] > 80 and figures['requests'] == 100 - figures['not_started']
 
 
+def test_with_defaults_fills_sub_options_and_refuses_unknown_ones():
+    filled = inf.with_defaults(url='http://x', performance={'count': 3})
+    assert filled['performance'] == {'count': 3, 'concurrency': 4, 'time_limit': 60, 'stream': True}
+    assert filled['checks'] == ['functional'] and filled['tolerances'] is None
+    with pytest.raises(inf.InferenceError, match='unknown option'):
+        inf.with_defaults(url='http://x', bogus=1)
+
+
 def test_percentile_nearest_rank():
     values = list(range(1, 101))
     assert inf.percentile(values, 0.5) == 50 and inf.percentile(values, 0.99) == 99 and inf.percentile([], 0.5) is None
@@ -441,4 +443,4 @@ def test_percentile_nearest_rank():
 ])
 def test_bad_options(over, words):
     with pytest.raises(inf.InferenceError, match=words.replace('(', r'\(').replace(')', r'\)')):
-        inf.run_checks(dict(params('http://127.0.0.1:9'), **over))
+        inf.run_checks(params(**dict({'url': 'http://127.0.0.1:9'}, **over)))
