@@ -888,6 +888,14 @@ def _in_range(name, value, integer=True):
 def validate(params):
     """Check the options the argument spec cannot (ranges, combinations); fill derived values. Returns params."""
     params = dict(params)
+    if not re.match(r'^[A-Za-z0-9-]+$', str(params.get('api_key_header') or '')):
+        raise InferenceError('api_key_header must be a header name (letters, digits, -)', error_kind='options')
+    keys = [('api_key', params.get('api_key')), ('backend_api_key', params.get('backend_api_key'))]
+    keys += [('backends[].api_key', b.get('api_key')) for b in params.get('backends') or [] if isinstance(b, dict)]
+    for name, key in keys:
+        # a control character would make urllib quote the header, the key with it, in a form no mask matches
+        if key is not None and (not isinstance(key, str) or re.search(r'[\x00-\x1f\x7f]', key.strip())):
+            raise InferenceError('%s holds a control character (the value is not shown)' % name, error_kind='options')
     for name in ('timeout', 'max_tokens', 'gateway_attempts'):
         _in_range(name, params[name])
     checks = params['checks'] or []
@@ -929,7 +937,7 @@ def validate(params):
 
 
 def run_checks(params, check_mode=False, redact=None):
-    """Run the chosen checks; the module's result (without `changed`/`msg`). Raises InferenceError for bad options."""
+    """Run the chosen checks: the module's result without `msg`. Raises InferenceError when they cannot run at all."""
     redact = redact or Redactor()
     redact.add(params.get('api_key'), params.get('backend_api_key'), *url_secrets(params.get('url')))
     for backend in params.get('backends') or []:

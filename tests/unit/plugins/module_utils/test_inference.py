@@ -440,6 +440,9 @@ def test_percentile_nearest_rank():
     ({'checks': ['performance'], 'performance': {'count': 0}}, 'count must be'),
     ({'checks': ['performance'], 'tolerances': {'p99_ratio': 0.5}}, 'p99_ratio must be'),
     ({'url': 'ftp://x/'}, 'not an http(s) URL'),
+    ({'api_key': 'sk-a\nb-Secret'}, 'api_key holds a control character'),
+    ({'backends': [{'url': 'http://x', 'api_key': 'x\x00y'}], 'checks': ['integration']}, 'backends\\[\\].api_key holds'),
+    ({'api_key_header': 'X-Key: evil'}, 'api_key_header must be'),
 ])
 def test_bad_options(over, words):
     with pytest.raises(inf.InferenceError, match=words.replace('(', r'\(').replace(')', r'\)')):

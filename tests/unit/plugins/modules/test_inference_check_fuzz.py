@@ -28,7 +28,7 @@ KEY = 'sk-fuzz-Secret-90ab'
 BACKEND_KEY = 'be-fuzz-Secret-12cd'
 URL_PASS = 'urlpw-Fuzz-55'
 SECRETS = [KEY, BACKEND_KEY, URL_PASS]
-KEYS = ['url', 'api_key_header', 'model', 'models', 'checks', 'prompt', 'max_tokens', 'streaming', 'expected_content',
+KEYS = ['url', 'api_key_header', 'api_key', 'model', 'models', 'checks', 'prompt', 'max_tokens', 'streaming', 'expected_content',
         'expected_json_schema', 'timeout', 'backends', 'gateway_attempts', 'performance', 'baseline', 'tolerances',
         'fail_on_failed_check', 'stream_include_usage', 'validate_certs']
 
