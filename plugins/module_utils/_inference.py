@@ -175,9 +175,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def api_base(url):
     """`http://h:8000`, `http://h:8000/` and `http://h:8000/v1` all give `http://h:8000/v1`."""
     url = str(url or '').strip().rstrip('/')
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement  # raises ValueError for a bad port
+    except ValueError:
+        raise InferenceError('not an http(s) URL: %s' % safe_url(url), error_kind='options') from None
     if parts.scheme not in ('http', 'https') or not parts.hostname:
         raise InferenceError('not an http(s) URL: %s' % safe_url(url), error_kind='options')
+    url = safe_url(url).rstrip('/')  # user info is never sent (give api_key), query and fragment have no place here
     return url if url.endswith('/v1') else url + '/v1'
 
 

@@ -221,10 +221,11 @@ def test_another_key_header_carries_the_key_as_it_is():
     assert server.api_keys == [KEY] and server.seen == [None] and KEY not in json.dumps(result)
 
 
-def test_credentials_in_the_url_are_masked():
-    with fake('echo_500') as (url, _server):
+def test_credentials_in_the_url_are_masked_and_not_sent():
+    with fake('echo_500') as (url, server):
         result = inf.run_checks(params(url.replace('http://', 'http://user:pw-Secret-91@'), streaming='plain'))
-    assert 'pw-Secret-91' not in json.dumps(result)
+    assert 'pw-Secret-91' not in json.dumps(result) and server.seen == [None]
+    assert 'answered HTTP 500' in result['checks'][0]['reason']
 
 
 def test_a_reasoning_model_that_only_reasoned_is_well_formed():
