@@ -46,11 +46,14 @@ DEFAULTS = {
     "gpu_memory_mib": 20480,
     "nvidia_smi": "nvidia-smi",
     "metrics": "vllm",
+    "error_percent": 0,
+    "api_key": None,
 }
 # What GET /metrics answers: vLLM's text (vllm), the same with a timestamp on every sample (timestamps), the text cut
 # off in the middle of a label set (malformed), 500 (error), or 404 like an engine without metrics, e.g. Ollama (absent).
 METRICS_MODES = ("vllm", "timestamps", "malformed", "error", "absent")
-INT_KEYS = ("port", "first_token_latency_ms", "tokens", "token_interval_ms", "max_model_len", "gpu_memory_mib")
+INT_KEYS = ("port", "first_token_latency_ms", "tokens", "token_interval_ms", "max_model_len", "gpu_memory_mib",
+            "error_percent")
 STR_KEYS = ("host", "model", "model_version", "node_name", "nvidia_smi", "metrics")
 
 
@@ -88,6 +91,9 @@ def parse_args(argv):
     parser.add_argument("--nvidia-smi", help="nvidia-smi binary to run for --require-gpu")
     parser.add_argument("--metrics", choices=METRICS_MODES,
                         help="what GET /metrics answers (default vllm; absent: 404 like Ollama)")
+    parser.add_argument("--error-percent", type=int,
+                        help="answer this share (0-100) of completions with a 500, spread evenly (fault injection)")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer <key>' under /v1 like vLLM's --api-key")
     return parser.parse_args(argv)
 
 
@@ -128,6 +134,10 @@ def validate_config(config):
         raise ConfigError(f"require_gpu must be true or false, got {config['require_gpu']!r}")
     if config["metrics"] not in METRICS_MODES:
         raise ConfigError(f"metrics must be one of {', '.join(METRICS_MODES)}, got {config['metrics']!r}")
+    if config["error_percent"] > 100:
+        raise ConfigError(f"error_percent must be from 0 to 100, got {config['error_percent']}")
+    if config["api_key"] is not None and (not isinstance(config["api_key"], str) or not config["api_key"]):
+        raise ConfigError("api_key must be a non-empty string")
     if config["tokens"] < 1:
         raise ConfigError("tokens must be at least 1")
     if config["port"] > 65535:
@@ -208,6 +218,15 @@ class LabState:  # pylint: disable=too-many-instance-attributes
         self.generation_tokens = 0
         self.stopping = threading.Event()
         self.connections = set()
+        self.completions = 0
+
+    def inject_error(self):
+        """True for error_percent of the completions, spread evenly (the n-th fails when floor(n*p/100) steps up)."""
+        percent = self.config.get("error_percent") or 0
+        with self.lock:
+            self.completions += 1
+            n = self.completions
+        return (n * percent) // 100 > ((n - 1) * percent) // 100
 
     def request_started(self):
         """Count one more in-flight completion."""
@@ -427,9 +446,21 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             return True
 
     # ----- routes ---------------------------------------------------------------------------------
+    def _unauthorized(self, path):
+        """With api_key set, answer 401 under /v1 without the right bearer token (as vLLM's --api-key); True if so."""
+        key = self.lab.config.get("api_key")
+        if not key or not path.startswith("/v1"):
+            return False
+        if self.headers.get("Authorization", "") == f"Bearer {key}":
+            return False
+        self._send_json(401, {"error": "Unauthorized"})
+        return True
+
     def do_GET(self):  # pylint: disable=invalid-name
         """GET /health, /v1/models, /metrics."""
         path = self.path.split("?", 1)[0]
+        if self._unauthorized(path):
+            return
         if path == "/health":
             self._send_bytes(200, b"", "application/json")
         elif path == "/v1/models":
@@ -458,6 +489,8 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         kinds = {"/v1/chat/completions": "chat", "/v1/completions": "text"}
         try:
             raw = self._read_body()
+            if self._unauthorized(path):
+                return
             if path not in kinds:
                 if path in ("/health", "/v1/models", "/metrics"):
                     self._send_json(405, {"detail": "Method Not Allowed"})
@@ -465,6 +498,8 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
                     self._send_json(404, {"detail": "Not Found"})
                 return
             body = self._parse_request(raw, kinds[path])
+            if self.lab.inject_error():
+                raise RequestError(500, "lab fault injection: internal server error (error_percent)", "InternalServerError")
         except RequestError as exc:
             self._send_json(exc.status, error_body(str(exc), exc.err_type, exc.status))
             return
