@@ -58,7 +58,7 @@ options:
   tag:
     description:
       - Identifies the silences of one run (put in their comment as C([onprem_ai.maintenance:<tag>])); 1 to 128
-        letters, digits and C(. _ : @ / -). Use the run id, the same in the task that creates and the one that expires.
+        letters, digits and the characters C(._:@/-). Use the run id, the same in the task that creates and the one that expires.
     type: str
     required: true
   hosts:
@@ -143,7 +143,7 @@ options:
     type: str
   bearer_token:
     description:
-      - Token sent as C(Authorization: Bearer) (a reverse proxy in front of Alertmanager); instead of O(username).
+      - Token sent as C(Authorization) C(Bearer <token>) (a reverse proxy in front of Alertmanager); instead of O(username).
     type: str
   validate_certs:
     description:
