@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email.utils
 import http.client
 import json
 import re
@@ -257,6 +258,7 @@ class Client(object):
             raise _options_error('url is not an http(s) URL: %s' % safe_url(url))
         self.base = safe_url(url).rstrip('/')  # user info is never sent: give username / password
         self.timeout = timeout
+        self.server_time = None  # the Date of the last answer: Alertmanager's clock
         self.headers = {'Accept': 'application/json', 'User-Agent': 'onprem_ai.maintenance alertmanager_silence'}
         if bearer_token:
             self.headers['Authorization'] = 'Bearer %s' % bearer_token.strip()
@@ -289,6 +291,7 @@ class Client(object):
         try:
             with self.opener.open(request, timeout=self.timeout) as response:
                 raw = response.read(MAX_BODY + 1)
+                self.server_time = _http_date(response.headers.get('Date'))
         except urllib.error.HTTPError as exc:
             try:
                 text = exc.read(4096) if exc.fp else b''
@@ -347,6 +350,14 @@ class Client(object):
     def expire(self, silence_id):
         """`DELETE /api/v2/silence/{id}`."""
         self.call('DELETE', '/api/v2/silence/%s' % urllib.parse.quote(silence_id, safe=''))
+
+
+def _http_date(value):
+    try:
+        moment = email.utils.parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment and moment.tzinfo else None
 
 
 def read_silence(item, redact):
@@ -432,11 +443,17 @@ def apply(params, check_mode=False, redact=None, now=None):
     """Make the tagged silences what `params` asks for; the module's result without `msg`."""
     redact = redact or Redactor()
     redact.add(params.get('password'), params.get('bearer_token'), *url_secrets(params.get('url')))
+    given_now = now
     now = now or datetime.datetime.now(datetime.timezone.utc)
     wanted, starts, ends = validate(params, now)
     client = Client(params['url'], params.get('username'), params.get('password'), params.get('bearer_token'),
                     params['validate_certs'], params.get('ca_path'), params['use_proxy'], params['timeout'], redact)
     status = client.status()
+    if not given_now and client.server_time:
+        # "now" is Alertmanager's clock (its Date header, whole seconds, so never ahead of it): a controller whose clock
+        # is ahead would otherwise make pending silences, and a duration counts from when the silence really starts
+        now = client.server_time.astimezone(datetime.timezone.utc)
+        wanted, starts, ends = validate(params, now)
     silences = client.silences()
     create, extend, expire, keep = plan(silences, params, wanted, starts, ends)
     before = sorted((summary(s) for s in silences if tag_text(params['tag']) in s['comment'] and s['state'] != 'expired'),

@@ -166,7 +166,8 @@ options:
     default: 10
 notes:
   - Runs where Alertmanager is reachable - usually the controller (C(delegate_to=localhost), C(run_once=true)).
-  - Times are the clock of the host that runs the module; Alertmanager keeps its own. Keep them in sync (NTP).
+  - Now is Alertmanager's clock (the C(Date) header of its answer), so that a controller whose clock is off makes
+    neither pending nor short silences; O(starts_at) and O(ends_at) are absolute times.
   - Alertmanager instances in a cluster share silences (gossip); one instance is enough.
   - Uses only the Python standard library. Tested against Alertmanager 0.25 (Debian 12).
 seealso:

@@ -31,11 +31,14 @@ def silence(sid='s1', tag='run', state='active', ends='2026-12-02T10:00:00.000Z'
 
 
 @contextlib.contextmanager
-def fake(routes):
+def fake(routes, server_date=None):
     """A loopback server: routes maps 'METHOD /path' to (status, body bytes or JSON-able, headers)."""
     calls = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def date_time_string(self, timestamp=None):
+            return server_date or super().date_time_string(timestamp)
+
         def _answer(self):
             length = int(self.headers.get('Content-Length') or 0)
             body = self.rfile.read(length) if length else b''
@@ -179,3 +182,13 @@ def test_host_matchers():
     assert am.host_matcher('gpu-1.lab', 'instance', 'with_port')['value'] == r'gpu-1\.lab(:[0-9]+)?'
     assert am.matcher_text(am.host_matcher('gpu-1', 'host', 'exact')) == 'host="gpu-1"'
     assert am.matcher_text({'name': 'a', 'value': 'b', 'isRegex': True, 'isEqual': False}) == 'a!~"b"'
+
+
+def test_now_is_the_clock_of_alertmanager():
+    routes = {'GET /api/v2/status': (200, STATUS, {}), 'GET /api/v2/silences': (200, [], {}),
+              'POST /api/v2/silences': (200, {'silenceID': 'new'}, {})}
+    with fake(routes, server_date='Wed, 02 Dec 2026 08:00:00 GMT') as (url, calls):  # not this host's time
+        result = am.apply(params(url, duration='2h'))
+    body = json.loads([c for c in calls if c[0] == 'POST'][0][2])
+    assert body['startsAt'] == '2026-12-02T08:00:00.000Z' and body['endsAt'] == '2026-12-02T10:00:00.000Z'
+    assert result['created'] == ['new'] and body['comment'] == 'planned maintenance [onprem_ai.maintenance:run]'
