@@ -207,7 +207,9 @@ def validate(params, now):
     for host in params.get('hosts') or []:
         if not isinstance(host, str) or not (HOST_RE.match(host) or params['host_match'] == 'regex' and host.strip()):
             raise _options_error('not a host name: %r (host_match=regex takes a pattern)' % str(host)[:80])
-        wanted.append([host_matcher(host, label, params['host_match'])] + extra)
+        matchers = [host_matcher(host, label, params['host_match'])] + extra
+        if _key(matchers) not in [_key(w) for w in wanted]:  # a host listed twice is one silence
+            wanted.append(matchers)
     if not params.get('hosts') and extra:
         wanted.append(extra)
     if params['state'] == 'present' and not wanted:

@@ -90,7 +90,7 @@ def tagged(url, tag, states=('active', 'pending')):
 
 
 def test_present_is_idempotent_extends_and_absent_expires(alertmanager):
-    args = {'url': alertmanager, 'tag': 'run-1', 'hosts': ['gpu-1', 'gpu-2.lab'], 'duration': '1h'}
+    args = {'url': alertmanager, 'tag': 'run-1', 'hosts': ['gpu-1', 'gpu-2.lab', 'gpu-1'], 'duration': '1h'}
     first = run(args)
     assert first['changed'] and len(first['created']) == 2 and not first.get('failed')
     assert first['alertmanager']['version'] == '0.25.0'
