@@ -183,3 +183,102 @@ def test_credentials_never_show(alertmanager):
     assert down['failed'] and 'pw-Secret-99' not in json.dumps(down) and 'basic-Secret-11' not in json.dumps(down)
     run({'url': url, 'tag': 'run-5', 'state': 'absent'})
     assert not tagged(alertmanager, 'run-5')
+
+
+# ----- the real Alertmanager behind TLS and basic auth (its --web.config.file) ----------------------------------
+PASSWORD = 'am-Test-Pass-61'
+# bcrypt of PASSWORD (cost 4, made once with Python's crypt.METHOD_BLOWFISH): Alertmanager's basic_auth_users wants one
+PASSWORD_HASH = '$2b$04$vGGg2oXb40jbLn37O1uC2OwG2dqPHs2dH7dQey8khTp6ZFaO7YbTS'
+
+
+def _certificates(root):
+    """A CA and a server certificate for 127.0.0.1 (cryptography, in the venv): (ca.pem, cert.pem, key.pem)."""
+    # pylint: disable=import-outside-toplevel
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'onprem_ai test CA')])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [root / 'ca.pem', root / 'cert.pem', root / 'key.pem']
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(paths[2], 0o600)
+    return [str(p) for p in paths]
+
+
+@pytest.fixture(name='secure_alertmanager', scope='module')
+def fixture_secure_alertmanager(tmp_path_factory):
+    # pylint: disable=import-outside-toplevel
+    import base64
+    import ssl
+
+    if not os.access(BINARY, os.X_OK):
+        pytest.fail('%s is missing: install prometheus-alertmanager (tools/ensure-host.sh does)' % BINARY)
+    root = tmp_path_factory.mktemp('alertmanager-tls')
+    ca, cert, key = _certificates(root)
+    (root / 'am.yml').write_text(CONFIG)
+    (root / 'web.yml').write_text('tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  ops: %s\n'
+                                  % (cert, key, PASSWORD_HASH))
+    port = _free_port()
+    url = 'https://127.0.0.1:%d' % port
+    log = open(root / 'am.log', 'wb')  # pylint: disable=consider-using-with
+    proc = subprocess.Popen([BINARY, '--config.file=%s' % (root / 'am.yml'), '--storage.path=%s' % (root / 'data'),
+                             '--web.listen-address=127.0.0.1:%d' % port, '--cluster.listen-address=',
+                             '--web.config.file=%s' % (root / 'web.yml')], stdout=log, stderr=subprocess.STDOUT)
+    context = ssl.create_default_context(cafile=ca)
+    auth = 'Basic ' + base64.b64encode(('ops:' + PASSWORD).encode()).decode()
+    try:
+        deadline = time.monotonic() + READY_WAIT
+        while True:
+            try:
+                request = urllib.request.Request(url + '/-/ready', headers={'Authorization': auth})
+                with urllib.request.urlopen(request, timeout=2, context=context) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail('alertmanager (TLS) did not become ready in %d s: %s' % (READY_WAIT, (root / 'am.log').read_text()[-2000:]))
+            time.sleep(0.1)
+        yield url, ca
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_tls_and_basic_auth(secure_alertmanager):
+    url, ca = secure_alertmanager
+    args = {'url': url, 'tag': 'run-tls', 'hosts': ['gpu-1'], 'username': 'ops', 'password': PASSWORD, 'ca_path': ca}
+    made = run(args, diff=True)
+    assert made['changed'] and len(made['created']) == 1 and PASSWORD not in json.dumps(made)
+    assert not run(args)['changed']
+    wrong = run(dict(args, password='not-The-Pass-9'))
+    assert wrong['failed'] and wrong['error_kind'] == 'refused' and 'HTTP 401' in wrong['msg']
+    assert 'not-The-Pass-9' not in json.dumps(wrong)
+    untrusted = run(dict(args, ca_path=None))
+    assert untrusted['failed'] and untrusted['error_kind'] == 'unreachable' and 'CERTIFICATE_VERIFY_FAILED' in untrusted['msg']
+    unchecked = run(dict(args, ca_path=None, validate_certs=False, state='absent'))
+    assert unchecked['changed'] and unchecked['expired'] == made['created']
+    token = run(dict(args, username=None, password=None, bearer_token='tok-Wrong-77'))
+    assert token['failed'] and 'HTTP 401' in token['msg'] and 'tok-Wrong-77' not in json.dumps(token)
