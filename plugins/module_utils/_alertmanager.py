@@ -218,6 +218,8 @@ def validate(params, now):
         if all(not m['isEqual'] or (not m['isRegex'] and m['value'] == '') for m in matchers):
             raise _options_error('the silence %s would match every alert: give one matcher that requires a value'
                                  % ', '.join(matcher_text(m) for m in matchers))
+    if params['state'] == 'absent':  # the times do not matter: an always: task must not fail on them
+        return wanted, now, now
     try:
         starts = parse_time(params['starts_at'], 'starts_at') if params.get('starts_at') else now
         if params.get('ends_at'):
@@ -228,7 +230,7 @@ def validate(params, now):
         raise _options_error(str(exc)) from None
     starts = max(starts, now)
     length = (ends - starts).total_seconds()
-    if params['state'] == 'present' and not MIN_DURATION <= length <= MAX_DURATION:
+    if not MIN_DURATION <= length <= MAX_DURATION:
         raise _options_error('the silence would last %d s (%s to %s): it must last %d s to %d s (7 days)'
                              % (length, format_time(starts), format_time(ends), MIN_DURATION, MAX_DURATION))
     return wanted, starts, ends

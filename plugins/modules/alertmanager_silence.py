@@ -22,7 +22,8 @@ description:
     one is created. A second run with the same options changes nothing. O(exclusive=true) also expires the tagged
     silences that are not wanted (hosts that left the maintenance).
   - O(state=absent) expires the tagged silences, active and pending - all of them, or, when O(hosts) or O(matchers)
-    are given, those with exactly the matchers O(state=present) would have made for them.
+    are given, those with exactly the matchers O(state=present) would have made for them. The time options are not
+    read, so that an C(always:) task cannot fail on them.
   - Unknown is never none - an answer that cannot be read (not JSON, not a list, a silence without its fields, a time
     that does not parse, a redirect) fails with what could not be read; nothing is changed on a list that could not be
     read. When a change fails half way, the failure says what was already done (RV(created), RV(extended),
@@ -238,17 +239,17 @@ silences:
             comment: "planned maintenance [onprem_ai.maintenance:run-42]", created_by: onprem_ai.maintenance}]
 created:
   description: Ids of the silences created (null for each in check mode).
-  returned: always
+  returned: success, and a failure while changing (what was done before it)
   type: list
   elements: str
 extended:
   description: Ids of the silences whose end was moved later.
-  returned: always
+  returned: success, and a failure while changing
   type: list
   elements: str
 expired:
   description: Ids of the silences expired.
-  returned: always
+  returned: success, and a failure while changing
   type: list
   elements: str
 kept:

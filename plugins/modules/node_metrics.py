@@ -93,17 +93,17 @@ EXAMPLES = r'''
 RETURN = r'''
 path:
   description: The file written.
-  returned: always
+  returned: success
   type: str
   sample: /var/lib/prometheus/node-exporter/onprem_ai_gpu.prom
 metrics:
   description: Names of the metric families written.
-  returned: always
+  returned: success
   type: list
   elements: str
 unknown:
   description: What could not be read for sure - C(metric) and, for a GPU, C(gpu) and C(scope).
-  returned: always
+  returned: success
   type: list
   elements: dict
 error_kind:

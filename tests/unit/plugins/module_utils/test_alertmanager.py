@@ -192,3 +192,11 @@ def test_now_is_the_clock_of_alertmanager():
     body = json.loads([c for c in calls if c[0] == 'POST'][0][2])
     assert body['startsAt'] == '2026-12-02T08:00:00.000Z' and body['endsAt'] == '2026-12-02T10:00:00.000Z'
     assert result['created'] == ['new'] and body['comment'] == 'planned maintenance [onprem_ai.maintenance:run]'
+
+
+def test_absent_ignores_the_times():
+    routes = {'GET /api/v2/status': (200, STATUS, {}), 'GET /api/v2/silences': (200, [silence()], {}),
+              'DELETE /api/v2/silence/s1': (200, b'', {})}
+    with fake(routes) as (url, _calls):
+        gone = am.apply(params(url, state='absent', hosts=[], duration='junk', ends_at='2020-01-01T00:00:00Z'), now=NOW)
+    assert gone['expired'] == ['s1'] and gone['changed']
