@@ -491,8 +491,14 @@ def apply(params, check_mode=False, redact=None, now=None):
                            'starts': starts, 'ends': ends, 'comment': _body(m, starts, ends, params)['comment'],
                            'createdBy': params['created_by']}) for m in create]
     else:
-        after = [summary(s) for s in client.silences()
-                 if tag_text(params['tag']) in s['comment'] and s['state'] != 'expired']
+        try:
+            after = [summary(s) for s in client.silences()
+                     if tag_text(params['tag']) in s['comment'] and s['state'] != 'expired']
+        except AlertmanagerError as exc:  # the change is done: say so, with what was done
+            exc.changed = True
+            exc.details.update(progress())
+            exc.msg = 'the silences were changed, but reading them back failed: %s' % exc.msg
+            raise
     after = sorted(after, key=lambda s: (s['matchers'], s['id'] or ''))
     result = progress()
     result['changed'] = any(done.values())

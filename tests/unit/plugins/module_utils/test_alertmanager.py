@@ -43,7 +43,8 @@ def fake(routes, server_date=None):
             length = int(self.headers.get('Content-Length') or 0)
             body = self.rfile.read(length) if length else b''
             calls.append((self.command, self.path, body, self.headers.get('Authorization')))
-            status, payload, headers = routes.get('%s %s' % (self.command, self.path.split('?')[0]), (404, b'no', {}))
+            route = routes.get('%s %s' % (self.command, self.path.split('?')[0]), (404, b'no', {}))
+            status, payload, headers = route.pop(0) if isinstance(route, list) else route  # a list: one per call
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             for key, value in headers.items():
@@ -200,3 +201,11 @@ def test_absent_ignores_the_times():
     with fake(routes) as (url, _calls):
         gone = am.apply(params(url, state='absent', hosts=[], duration='junk', ends_at='2020-01-01T00:00:00Z'), now=NOW)
     assert gone['expired'] == ['s1'] and gone['changed']
+
+
+def test_reading_back_after_a_change_fails_and_says_it_changed():
+    routes = {'GET /api/v2/status': (200, STATUS, {}),
+              'GET /api/v2/silences': [(200, [], {}), (200, b'<html>proxy error</html>', {})],
+              'POST /api/v2/silences': (200, {'silenceID': 'new'}, {})}
+    exc, _calls = fails(routes, 'unreadable', 'were changed, but reading them back failed', 'proxy error')
+    assert exc.changed and exc.details['created'] == ['new']
