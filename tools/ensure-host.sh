@@ -12,6 +12,8 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# The real Alertmanager the alertmanager_silence tests start on a free loopback port (not as a service).
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # Debian's python3 needs python3-venv for `python3 -m venv` (the Makefile's virtualenv).
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -23,6 +25,14 @@ if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's package enables (and under systemd starts) its own service on :9093; the tests never use it.
+if [ -e /etc/systemd/system/multi-user.target.wants/prometheus-alertmanager.service ] && [ "$(id -u)" = 0 ]; then
+  if [ -d /run/systemd/system ]; then  # systemd is the init: stop it too (is-system-running fails on 'degraded')
+    systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
+  else
+    systemctl disable prometheus-alertmanager >/dev/null 2>&1 || true
+  fi
 fi
 if ! command -v docker >/dev/null 2>&1; then
   echo "docker client missing after install" >&2
