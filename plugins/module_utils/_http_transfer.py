@@ -624,6 +624,8 @@ class HttpClient(object):
         while True:
             have, validator = self.resume_point(url, partial, meta, size, sha256)
             if size is not None and have == size:
+                if not have:  # an empty file: nothing to fetch, but a file to hash
+                    open(partial, 'wb').close()
                 hasher = DiskHasher(partial)
                 try:
                     digest, hashed = hasher.finish(size)

@@ -494,3 +494,10 @@ def test_two_processes_pulling_the_same_version_end_with_one_verified_current(tm
     assert os.readlink(str(store(tmp_path) / 'current')) == 'v1'
     assert (store(tmp_path) / 'current' / 'm.bin').read_bytes() == A
     assert not list((store(tmp_path) / '.staging').rglob('*.partial'))
+
+
+def test_an_empty_file_is_pulled_and_verified(tmp_path, server):
+    """A zero-byte file (announced as 0 bytes) used to fail with ENOENT on the .partial that was never written."""
+    server.files['/empty.txt'] = b''
+    result = pull(tmp_path, url=server.base + '/empty.txt', sha256=sha(b''))
+    assert result['changed'] and (store(tmp_path) / 'v1' / 'empty.txt').read_bytes() == b''

@@ -121,6 +121,30 @@ def test_state_json_version_is_refused(capsys, tmp_path, source):
     assert out['failed'] and 'not usable as a directory name' in out['msg']
 
 
+def test_proxy_password_is_masked_and_the_progress_file_says_failed(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              http_proxy='http://u:proxy-pw-9999@127.0.0.1:9', retries=0, timeout=2, progress_file=str(progress))
+    assert out['failed'] and out['error_kind'] == 'network' and 'proxy-pw-9999' not in out['_text']
+    assert json.loads(progress.read_text())['state'] == 'failed'
+
+
+def test_progress_file_says_failed_when_the_options_are_refused(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              headers={'X-Bad': 'a\nb'}, progress_file=str(progress))
+    assert out['failed'] and out['error_kind'] == 'invalid'
+    assert json.loads(progress.read_text())['state'] == 'failed'
+
+
+def test_progress_file_of_a_pull(capsys, tmp_path, source):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url=source['open'] + '/files/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              progress_file=str(progress), progress_interval=1)
+    data = json.loads(progress.read_text())
+    assert out['changed'] and data['state'] == 'done' and data['bytes_done'] == len(DATA)
+
+
 # -- property test: generated bad input ----------------------------------------------------------------------
 
 VALID = {'name': 'm', 'version': 'v1', 'url': 'http://127.0.0.1:9/m.bin', 'sha256': SHA, 'token': TOKEN,
