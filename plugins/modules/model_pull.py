@@ -397,6 +397,8 @@ duration:
   type: float
 '''
 
+import os
+
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import Progress, Redactor
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull, client_for, model_secrets
@@ -406,6 +408,13 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module impo
 class ModelPullModule(OnpremModule):
     def extra_secrets(self, params):
         return model_secrets(params)
+
+    def fail_json(self, msg, **kwargs):
+        # also when ansible-core refuses the arguments, before main() runs: the role's poll loop ends on it
+        params = self.params if isinstance(getattr(self, 'params', None), dict) else {}
+        if isinstance(params.get('progress_file'), str) and not os.path.exists(params['progress_file']):
+            Progress(params['progress_file'], 5, str(params.get('name')), str(params.get('version'))).finish(ok=False)
+        super().fail_json(msg, **kwargs)
 
 
 def main():

@@ -137,6 +137,12 @@ def test_progress_file_says_failed_when_the_options_are_refused(capsys, tmp_path
     assert json.loads(progress.read_text())['state'] == 'failed'
 
 
+def test_progress_file_says_failed_when_ansible_refuses_the_arguments(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, keep='many', progress_file=str(progress))
+    assert out['failed'] and json.loads(progress.read_text())['state'] == 'failed'
+
+
 def test_progress_file_of_a_pull(capsys, tmp_path, source):
     progress = tmp_path / 'progress.json'
     out = run(capsys, name='m', version='v1', url=source['open'] + '/files/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
