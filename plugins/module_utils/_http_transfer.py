@@ -345,6 +345,45 @@ def _sync_file_range():
 SYNC_FILE_RANGE = _sync_file_range()
 
 
+WRITEBACK_THREAD = True
+
+
+class WriteBack(object):
+    """Starts the write-back of the verified part of the file (sync_file_range) in a thread of its own: the call may
+    block while the device's queue is full, and must not hold up the hashing or the transfer."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.started = 0
+        self.target = 0
+        self.done = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self.run, name='model_pull-writeback', daemon=True)
+        self.thread.start()
+
+    def request(self, upto):
+        with self.cond:
+            self.target = upto
+            self.cond.notify()
+
+    def run(self):
+        while True:
+            with self.cond:
+                while self.target <= self.started and not self.done:
+                    self.cond.wait()
+                if self.done:
+                    return
+                start, upto = self.started, self.target
+            SYNC_FILE_RANGE(self.fd, start, upto - start, SYNC_FILE_RANGE_WRITE)
+            self.started = upto
+
+    def stop(self):
+        with self.cond:
+            self.done = True
+            self.cond.notify()
+        self.thread.join()
+
+
 class DiskHasher(object):
     """sha256 of a file read back through the file system, in a thread that trails the writer (advance(n): the
     first n bytes are written). finish(size) waits until `size` bytes were read back and returns the hex digest."""
@@ -360,6 +399,7 @@ class DiskHasher(object):
         self.aborted = False
         self.error = None
         self.cond = threading.Condition()
+        self.writeback = WriteBack(self.fd) if SYNC_FILE_RANGE is not None and WRITEBACK_THREAD else None
         self.thread = threading.Thread(target=self.run, name='model_pull-sha256', daemon=True)
         self.thread.start()
 
@@ -386,8 +426,8 @@ class DiskHasher(object):
                         raise OSError(errno.EIO, 'the file ends at %d bytes, %d were written' % (self.offset, upto))
                     self.digest.update(view[:count])
                     self.offset += count
-                    if SYNC_FILE_RANGE is not None and self.offset - self.synced >= WRITEBACK_STEP:
-                        SYNC_FILE_RANGE(self.fd, self.synced, self.offset - self.synced, SYNC_FILE_RANGE_WRITE)
+                    if self.writeback is not None and self.offset - self.synced >= WRITEBACK_STEP:
+                        self.writeback.request(self.offset)
                         self.synced = self.offset
         except OSError as exc:
             self.error = exc
@@ -403,6 +443,8 @@ class DiskHasher(object):
                 self.limit = self.offset
             self.cond.notify()
         self.thread.join()
+        if self.writeback is not None:
+            self.writeback.stop()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
