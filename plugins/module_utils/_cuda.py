@@ -15,10 +15,12 @@ import re
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import NVIDIA_PACKAGE_PATTERNS, installed_driver_version
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._manifest import installed_driver_version
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 # Packages read from the package database: the driver (for its version) and every CUDA release package.
-PACKAGE_PATTERNS = NVIDIA_PACKAGE_PATTERNS + ['cuda-*', 'libcu*', 'libnpp*', 'libnv*']
+PACKAGE_PATTERNS = nvidia.NVIDIA_PACKAGE_PATTERNS + ['cuda-*', 'libcu*', 'libnpp*', 'libnv*']
 ALTERNATIVE = 'cuda'
 CUDA_ROOT = nvidia.CUDA_ROOT
 SYSFS_MODULE_VERSION = nvidia.SYSFS_MODULE_VERSION
@@ -33,8 +35,10 @@ _RELEASE_PACKAGE_TEMPLATE = r'^(?:cuda(?:-[a-z0-9+._-]+?)?|lib(?:cu|npp|nv)[a-z0
 _NOT_TOOLKIT_RE = re.compile(r'^cuda-(?:compat|drivers)')
 
 
-class CudaError(Exception):
+class CudaError(OnpremError):
     """A request that cannot be carried out; the message says why and what to do."""
+
+    error_kind = 'refused'
 
 
 def parse_version(text):
@@ -158,17 +162,16 @@ def _diff_state(toolkits, default):
     return {'toolkits': [toolkits[r]['version'] for r in sorted(toolkits, key=release_key)], 'default': default}
 
 
-def _set_default(module, manager, release, root):
+def _set_default(runner, manager, release, root):
     """`update-alternatives --set cuda ROOT/cuda-X.Y` (dpkg) or `alternatives --set ...` (rpm)."""
     tool = 'update-alternatives' if manager == 'apt' else 'alternatives'
-    binary = module.get_bin_path(tool)
-    if not binary:
-        raise CudaError('%s not found: cannot point %s at CUDA %s' % (tool, os.path.join(root, 'cuda'), release))
+    if not runner.which(tool):
+        raise CudaError('%s not found: cannot point %s at CUDA %s' % (tool, os.path.join(root, 'cuda'), release), error_kind='missing_tool')
     path = toolkit_path(release, root)
-    rc, out, err = module.run_command([binary, '--set', ALTERNATIVE, path], environ_update={'LC_ALL': 'C'})
+    rc, out, err = runner.run(tool, 'set name path', check=False, name=ALTERNATIVE, path=path)
     if rc != 0:
         raise CudaError('%s --set %s %s failed (rc=%s): %s. Is %s registered as an alternative of %s (installed from packages)?'
-                        % (tool, ALTERNATIVE, path, rc, (err or out).strip(), path, os.path.join(root, 'cuda')))
+                        % (tool, ALTERNATIVE, path, rc, (err or out).strip(), path, os.path.join(root, 'cuda')), error_kind='command')
     now = read_default(root)
     if now != release:
         raise CudaError('%s --set %s %s succeeded but %s resolves to %s' % (tool, ALTERNATIVE, path, os.path.join(root, 'cuda'), now))
@@ -188,6 +191,7 @@ class _Run(object):
 
     def __init__(self, module, cuda_root, sysfs_version_path):
         self.module = module
+        self.runner = Runner(module)
         self.params = module.params
         self.root = cuda_root
         self.sysfs = sysfs_version_path
@@ -204,7 +208,7 @@ class _Run(object):
         self.requests = parse_requests(params['versions'])
         self.default = parse_version(params['default'])[0] if params['default'] else None
         _check_options(params, self.requests, self.default)
-        self.backend = pkg.backend(self.module)
+        self.backend = pkg.backend(self.runner)
         if params['update_cache'] and not self.module.check_mode:
             self.backend.update_cache()
         packages = self.backend.installed(PACKAGE_PATTERNS)
@@ -308,7 +312,7 @@ class _Run(object):
             self.backend.remove(names)
         if self.default and read_default(self.root) != self.default:
             self.touched = True
-            _set_default(self.module, self.backend.name, self.default, self.root)
+            _set_default(self.runner, self.backend.name, self.default, self.root)
             return actions, True
         return actions, False
 
@@ -344,14 +348,13 @@ class _Run(object):
 
 
 def manage(module, cuda_root=None, sysfs_version_path=None):
-    """Everything cuda_toolkit does; fail_json with a clear message on any error."""
+    """Everything cuda_toolkit does (the module's result). Raises an OnpremError whose `changed` says whether a change was started."""
     run = _Run(module, cuda_root or CUDA_ROOT, sysfs_version_path or SYSFS_MODULE_VERSION)
     try:
         return run.result()
-    except CudaError as exc:
-        module.fail_json(msg=str(exc), changed=run.touched)
-    except pkg.PackageQueryError as exc:
-        module.fail_json(msg='Cannot read the package database: %s' % exc, changed=run.touched)
-    except pkg.PackageError as exc:
-        module.fail_json(msg='Package operation failed: %s' % exc, changed=run.touched)
-    return None
+    except OnpremError as exc:
+        if exc.changed is None:
+            exc.changed = run.touched
+        if isinstance(exc, pkg.PackageError):
+            exc.msg = 'Package operation failed: %s' % exc.msg
+        raise

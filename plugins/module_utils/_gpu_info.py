@@ -15,30 +15,29 @@ import re
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
 
-NVIDIA_PACKAGE_PATTERNS = [
-    'nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'cuda-toolkit-*', 'cuda-compat-*', 'xserver-xorg-video-nvidia*',
-]
+NVIDIA_PACKAGE_PATTERNS = nvidia.NVIDIA_PACKAGE_PATTERNS
 _FABRICMANAGER_RE = re.compile(r'^nvidia-fabric-?manager(-\d+)?$')
 
 
-class GpuInfoError(Exception):
+class GpuInfoError(OnpremError):
     """The host's state cannot be read at all (not a state of the host: a failure)."""
+
+    error_kind = 'unreadable'
 
 
 # Upstream driver version from installed package versions, or None (one rule for gpu_info and the manifest).
 installed_driver_version = manifest.installed_driver_version
 
 
-def _fabric_manager(module, packages):
+def _fabric_manager(runner, packages):
     names = [name for name in packages if _FABRICMANAGER_RE.match(name)]
     if not names:
         return {'installed': False, 'version': None, 'active': None}
     state = None
-    systemctl = module.get_bin_path('systemctl')
-    if systemctl:
-        dummy, out, dummy2 = module.run_command([systemctl, 'is-active', 'nvidia-fabricmanager.service'])
-        state = out.strip() or None
+    if runner.which('systemctl'):
+        state = runner.run('systemctl', 'is_active unit', check=False, unit='nvidia-fabricmanager.service').out.strip() or None
     return {'installed': True, 'version': nvidia.upstream_version(packages[sorted(names)[0]]), 'active': state}
 
 
@@ -58,21 +57,24 @@ def unknowns(smi_state, gpus):
     return lines
 
 
-def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvidia.CUDA_ROOT):
+def gather(runner, sysfs_version_path=None, cuda_root=None):
     """Everything gpu_info reports. Never changes the host. Raises GpuInfoError when packages cannot be read."""
+    sysfs_version_path = sysfs_version_path or nvidia.SYSFS_MODULE_VERSION
+    cuda_root = cuda_root or nvidia.CUDA_ROOT
+    backend = pkg.backend(runner, required=False)
     try:
-        packages = pkg.installed_packages(module, NVIDIA_PACKAGE_PATTERNS)
+        packages = backend.installed(NVIDIA_PACKAGE_PATTERNS) if backend else {}
     except pkg.PackageQueryError as exc:
-        raise GpuInfoError('Cannot read the package database: %s' % exc) from exc
+        raise GpuInfoError(exc.msg, **exc.details) from exc
     installed = installed_driver_version(packages)
     loaded = nvidia.read_loaded_module_version(sysfs_version_path)
 
-    smi = {'path': module.get_bin_path('nvidia-smi'), 'state': nvidia.SMI_NOT_INSTALLED, 'rc': None, 'message': None, 'dtd': None,
+    smi = {'path': runner.which('nvidia-smi'), 'state': nvidia.SMI_NOT_INSTALLED, 'rc': None, 'message': None, 'dtd': None,
            'attached_gpus': None}
     parsed = {'driver_version': None, 'cuda_version': None, 'gpus': [], 'processes': [], 'dtd': None}
     library_version = None
     if smi['path']:
-        rc, out, err = module.run_command([smi['path'], '-q', '-x'])
+        rc, out, err = runner.run('nvidia-smi', 'xml', check=False)
         smi['rc'] = rc
         if rc == 0:
             try:
@@ -129,6 +131,6 @@ def gather(module, sysfs_version_path=nvidia.SYSFS_MODULE_VERSION, cuda_root=nvi
         'nvidia_smi': smi,
         'packages': packages,
         'cuda_toolkits': nvidia.cuda_toolkits(cuda_root),
-        'fabric_manager': _fabric_manager(module, packages),
+        'fabric_manager': _fabric_manager(runner, packages),
         'processes': processes,
     }

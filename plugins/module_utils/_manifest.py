@@ -8,7 +8,7 @@
 ONE source for the manifest: the backup_snapshot module imports this file, and the backup role copies this very
 file onto the node (/usr/local/lib/onprem_ai/backup_manifest.py), where the backup timers run it as
 `python3 backup_manifest.py --state-dir DIR --tag daily -- PATHS...`. It therefore uses the Python standard library
-only; commands run through a small `host` object (the module's run_command, or subprocess on the timer's side).
+only; commands run through a `host` object (the collection's runner in a module, LocalHost over subprocess on the timer's side).
 
 What cannot be read on this host is recorded as null AND named in `unreadable` (part -> why), so that "not read"
 is never mistaken for "not there"; a failure of one part never stops the backup. The file is written 0600: it holds
@@ -57,13 +57,23 @@ DRIVER_PACKAGE_RES = [re.compile(p) for p in (
 _URL_CREDENTIALS = re.compile(r'(\w+://)[^/\s@]*@')
 
 
-class ManifestError(Exception):
+try:
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+except ImportError:  # run alone by the backup timer: the collection is not there
+    OnpremError = Exception
+
+
+class ManifestError(OnpremError):
     """A part of the manifest cannot be read (recorded in `unreadable`, never fatal)."""
+
+    error_kind = 'unreadable'
 
 
 # -- hosts: how commands are run ------------------------------------------------------------------------------
+# Inside a module the host is the collection's runner (_runner.Runner: which() / execute()); this file cannot import
+# it, as the backup timer runs this file alone with the standard library. LocalHost offers the same two methods.
 class LocalHost(object):
-    """Commands through subprocess (the backup timers)."""
+    """Commands through subprocess (the backup timers), with the interface of _runner.Runner: which() and execute()."""
 
     def which(self, name):
         for directory in os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin').split(os.pathsep) + ['/usr/local/sbin', '/usr/sbin', '/sbin']:
@@ -72,26 +82,39 @@ class LocalHost(object):
                 return path
         return None
 
-    def run(self, argv):
+    def execute(self, argv, env=None, data=None):
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                                  env=dict(os.environ, LC_ALL='C'))
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, input=data,
+                                  env=dict(os.environ, LC_ALL='C', **(env or {})))
         except (OSError, subprocess.SubprocessError) as exc:
             return 127, '', str(exc)
         return proc.returncode, proc.stdout, proc.stderr
 
 
-class ModuleHost(object):
-    """Commands through an AnsibleModule (the backup_snapshot module)."""
+def ModuleHost(module):  # pylint: disable=invalid-name
+    """The host of a module: the collection's runner (kept for callers not yet converted to `_runner.Runner(module)`)."""
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner  # pylint: disable=import-outside-toplevel
+    return Runner(module)
 
-    def __init__(self, module):
-        self.module = module
 
-    def which(self, name):
-        return self.module.get_bin_path(name)
+# The package queries, declared here (standard library) and used by _runner.TOOLS and _pkg as well.
+DPKG_QUERY = ('-W', '-f', '${Package}\t${Version}\t${db:Status-Abbrev}\n')
+RPM_QUERY = ('-qa', '--qf', '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n')
 
-    def run(self, argv):
-        return self.module.run_command(argv, environ_update={'LC_ALL': 'C'})
+
+def parse_dpkg(out):
+    """{name: version} of `dpkg-query -W` (DPKG_QUERY): 'ii ' installed, 'hi ' installed and held; 'rc ' (removed) left out."""
+    found = {}
+    for line in out.splitlines():
+        parts = line.split('\t')
+        if len(parts) == 3 and parts[2][1:2] == 'i':
+            found[parts[0].split(':', 1)[0]] = parts[1]
+    return found
+
+
+def parse_rpm(out):
+    """{name: epoch:version-release} of `rpm -qa` (RPM_QUERY)."""
+    return dict(line.split('\t', 1) for line in out.splitlines() if '\t' in line)
 
 
 # -- parts ----------------------------------------------------------------------------------------------------
@@ -140,23 +163,13 @@ def tree_stats(path, exclude=()):
 
 def packages(host):
     """{name: version} of the installed packages (dpkg: 'ii'/'hi'; rpm: epoch:version-release)."""
-    dpkg = host.which('dpkg-query')
-    if dpkg:
-        rc, out, err = host.run([dpkg, '-W', '-f', '${Package}\t${Version}\t${db:Status-Abbrev}\n'])
-        if rc != 0:
-            raise ManifestError('dpkg-query failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
-        found = {}
-        for line in out.splitlines():
-            parts = line.split('\t')
-            if len(parts) == 3 and parts[2][1:2] == 'i':
-                found[parts[0].split(':', 1)[0]] = parts[1]
-        return found
-    rpm = host.which('rpm')
-    if rpm:
-        rc, out, err = host.run([rpm, '-qa', '--qf', '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n'])
-        if rc != 0:
-            raise ManifestError('rpm -qa failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
-        return dict(line.split('\t', 1) for line in out.splitlines() if '\t' in line)
+    for tool, query, parse in (('dpkg-query', DPKG_QUERY, parse_dpkg), ('rpm', RPM_QUERY, parse_rpm)):
+        path = host.which(tool)
+        if path:
+            rc, out, err = host.execute([path] + list(query))
+            if rc != 0:
+                raise ManifestError('%s failed (rc=%s): %s' % (tool, rc, (err or out).strip()[-300:]))
+            return parse(out)
     raise ManifestError('neither dpkg-query nor rpm found')
 
 
@@ -190,7 +203,7 @@ def gpu(host, installed_packages, sysfs_version=SYSFS_NVIDIA_VERSION):
         if installed is None and loaded is None:
             return None
         return result
-    rc, out, err = host.run([smi, '--query-gpu=name,driver_version', '--format=csv,noheader'])
+    rc, out, err = host.execute([smi, '--query-gpu=name,driver_version', '--format=csv,noheader'])
     if rc != 0:
         # What the packages and sysfs said stays; the GPUs are unknown (null), and why is said.
         result['nvidia_smi_error'] = 'nvidia-smi failed (rc=%s): %s' % (rc, (err or out).strip()[-300:])
@@ -199,7 +212,7 @@ def gpu(host, installed_packages, sysfs_version=SYSFS_NVIDIA_VERSION):
     result['gpus'] = [row[0] for row in rows]
     result['gpu_count'] = len(rows)
     result['smi_driver_version'] = rows[0][1] if rows and len(rows[0]) > 1 else None
-    rc, out, dummy = host.run([smi, '--version'])
+    rc, out, dummy = host.execute([smi, '--version'])
     if rc == 0:
         cuda = [line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('CUDA Version')]
         result['max_cuda_version'] = cuda[0] if cuda else None
@@ -289,7 +302,7 @@ def images(host):
     docker = host.which('docker')
     if not docker:
         return None
-    rc, out, err = host.run([docker, 'images', '--digests', '--format', '{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}'])
+    rc, out, err = host.execute([docker, 'images', '--digests', '--format', '{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}'])
     if rc != 0:
         raise ManifestError('docker images failed (rc=%s): %s' % (rc, (err or out).strip()[-300:]))
     found = []
@@ -316,7 +329,7 @@ def litellm(host, install_dir=LITELLM_INSTALL_DIR, config_path=LITELLM_CONFIG):
         python = os.path.join(venv, 'bin', 'python')
         if not os.path.isfile(python):
             raise ManifestError('%s points at %s, which has no bin/python' % (current, venv))
-        rc, out, err = host.run([python, '-c', 'import importlib.metadata as m; print(m.version("litellm"))'])
+        rc, out, err = host.execute([python, '-c', 'import importlib.metadata as m; print(m.version("litellm"))'])
         if rc != 0 or not out.strip():
             raise ManifestError('cannot read the litellm version of %s: %s' % (venv, (err or out).strip()[-300:]))
         result['version'] = out.strip()

@@ -15,6 +15,8 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+
 # Where the running kernel reports the version of the loaded nvidia module.
 SYSFS_MODULE_VERSION = '/sys/module/nvidia/version'
 CUDA_ROOT = '/usr/local'
@@ -87,8 +89,10 @@ _NA_VALUES = ('', 'N/A', '[N/A]', 'Not Supported', '[Not Supported]', 'Unknown E
               'Insufficient Permissions', '[Insufficient Permissions]', 'Not Found', '[Not Found]')
 
 
-class SmiUnreadable(ValueError):
+class SmiUnreadable(OnpremError, ValueError):
     """nvidia-smi answered, but its output cannot be read for sure (the caller must treat it as unknown)."""
+
+    error_kind = 'unreadable'
 
 
 def _text(node, path, default=None):
@@ -596,16 +600,31 @@ DRIVER_LAYOUTS = {
 # Everything that makes up the NVIDIA stack on a host, held together so that unattended or OS
 # upgrades cannot move one part of it.
 STACK_PATTERNS = ['nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'kmod-nvidia*']
+# What gpu_info reports and cuda_toolkit reads the driver version from.
+NVIDIA_PACKAGE_PATTERNS = ['nvidia-*', 'libnvidia-*', 'cuda-drivers*', 'cuda-toolkit-*', 'cuda-compat-*', 'xserver-xorg-video-nvidia*']
 
 
-def default_layout(distribution, distribution_version, branch):
-    """Package layout to try first for a distribution and branch ('branch', 'unversioned', 'dnf')."""
+def default_layout(distribution, distribution_version, branch, manager=None):
+    """Package layout to try first for a host and branch ('branch', 'unversioned', 'dnf').
+
+    THE place where the package layout per OS is decided (the gpu_stack role passes `auto`): the package
+    manager (_pkg.backend, detected once) tells the RHEL family from Debian / Ubuntu; without it the
+    distribution's name does.
+    """
     distribution = (distribution or '').lower()
-    if distribution in ('redhat', 'rhel', 'centos', 'rocky', 'almalinux', 'oraclelinux', 'fedora'):
+    if manager == 'dnf' or (manager is None and distribution in ('redhat', 'rhel', 'centos', 'rocky', 'almalinux', 'oraclelinux', 'fedora')):
         return 'dnf'
     if distribution == 'ubuntu' and branch and int(branch) >= 590:
         return 'unversioned'
     return 'branch'
+
+
+def layouts_to_try(distribution, distribution_version, branch, manager=None):
+    """Layouts in the order `package_layout: auto` tries them: the default first, then the other apt layouts."""
+    first = default_layout(distribution, distribution_version, branch, manager)
+    if first == 'dnf':
+        return ['dnf']
+    return [first] + [layout for layout in ('branch', 'unversioned', 'server') if layout != first]
 
 
 def driver_package_names(layout, branch, open_kernel=False, fabricmanager=False):

@@ -16,27 +16,37 @@ import time
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _state as state
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import installed_driver_version
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._manifest import installed_driver_version
 
 STATE_NAME = 'nvidia_driver'
+SYSFS_MODULES = '/sys/module'
 FABRICMANAGER_SERVICE = 'nvidia-fabricmanager.service'
 PERSISTENCED_SERVICE = 'nvidia-persistenced.service'
 
 
-class DriverError(Exception):
-    """Stop with this message. `result` is None when nothing was changed, else what was changed (changed=True)."""
+class DriverError(OnpremError):
+    """Stop with this message. `result` is None when nothing was changed, else what was changed (changed=True),
+    given back as details of the failure."""
 
-    def __init__(self, message, result=None):
-        super().__init__(message)
+    error_kind = 'refused'
+
+    def __init__(self, message, result=None, error_kind=None):
+        partial = dict((k, v) for k, v in (result or {}).items() if k not in ('warnings', 'changed', 'msg', 'diff'))
+        super().__init__(message, error_kind=error_kind, changed=(result or {}).get('changed'), **partial)
         self.result = result
 
 
-class ProcessesUnknown(Exception):
+class ProcessesUnknown(OnpremError):
     """Whether GPU processes run cannot be told for sure (never the same as "none run")."""
 
+    error_kind = 'unreadable'
 
-class MigUnknown(Exception):
+
+class MigUnknown(OnpremError):
     """The MIG mode or instance layout cannot be read for sure."""
+
+    error_kind = 'unreadable'
 
 
 def _mig_key(instances):
@@ -46,15 +56,18 @@ def _mig_key(instances):
                   for gi in instances)
 
 
-class Host(object):
-    """Commands the driver logic runs on the host, in one place so that tests can script them."""
+_NO_SMI = (127, '', 'nvidia-smi is not installed')
 
-    def __init__(self, module, packages, sysfs_root='/sys/module', cuda_root=nvidia.CUDA_ROOT, pci_root=nvidia.PCI_ROOT):
-        self.module = module
+
+class Host(object):
+    """What the driver logic reads and does on the host (through the runner), in one place so that tests can script it."""
+
+    def __init__(self, runner, packages, sysfs_root=None, cuda_root=None, pci_root=None):
+        self.runner = runner
         self.packages = packages
-        self.sysfs_root = sysfs_root
-        self.cuda_root = cuda_root
-        self.pci_root = pci_root
+        self.sysfs_root = sysfs_root or SYSFS_MODULES
+        self.cuda_root = cuda_root or nvidia.CUDA_ROOT
+        self.pci_root = pci_root or nvidia.PCI_ROOT
 
     def kernel_release(self):
         return os.uname().release
@@ -65,15 +78,26 @@ class Host(object):
     def loaded_modules(self):
         return [m for m in nvidia.KERNEL_MODULES_UNLOAD_ORDER if os.path.isdir(os.path.join(self.sysfs_root, m))]
 
-    def smi(self, args):
-        path = self.module.get_bin_path('nvidia-smi')
-        if not path:
+    def smi(self, order, **values):
+        """(rc, out, err) of nvidia-smi with the named arguments of _runner.TOOLS; None when it is not installed."""
+        if not self.runner.which('nvidia-smi'):
             return None
-        return self.module.run_command([path] + list(args))
+        return self.runner.run('nvidia-smi', order, check=False, **values)
+
+    def set_mig_mode(self, index, mode=1):
+        return self.smi('gpu mig_mode', gpu=index, mig_mode=mode) or _NO_SMI
+
+    def mig_command(self, index, *args):
+        """`nvidia-smi mig -i INDEX ARGS...` (create / destroy instances)."""
+        return self.smi('mig gpu args', gpu=index, args=args) or _NO_SMI
+
+    def mig_list(self, flag):
+        """`nvidia-smi mig -lgi` or `-lci`."""
+        return self.smi('mig ' + {'-lgi': 'lgi', '-lci': 'lci'}[flag]) or _NO_SMI
 
     def gpus(self):
         """GPU list from nvidia-smi, or None when nvidia-smi cannot tell (not installed, no driver, mismatch)."""
-        result = self.smi(['-q', '-x'])
+        result = self.smi('xml')
         if not result or result[0] != 0:
             return None
         try:
@@ -91,14 +115,13 @@ class Host(object):
         Empty only when it is certain that none run (no nvidia module loaded, or nvidia-smi lists none).
         Raises ProcessesUnknown when nvidia-smi cannot tell or its answer cannot be read for sure.
         """
-        path = self.module.get_bin_path('nvidia-smi')
         loaded = self.loaded_version()
-        if not path:
+        result = self.smi('compute_apps')
+        if result is None:
             if loaded is None:
                 return []
             raise ProcessesUnknown('nvidia-smi is not installed while the nvidia module %s is loaded' % loaded)
-        rc, out, err = self.module.run_command([path, '--query-compute-apps=%s' % ','.join(nvidia.COMPUTE_APP_FIELDS),
-                                                '--format=csv,noheader,nounits'])
+        rc, out, err = result
         if rc != 0:
             state = nvidia.classify_smi_failure(rc, out, err)
             if state in (nvidia.SMI_NO_DRIVER, nvidia.SMI_NO_DEVICES) and loaded is None:
@@ -117,7 +140,7 @@ class Host(object):
         {} when no GPU has MIG enabled, or when no nvidia module is loaded (no instance can exist then).
         Raises MigUnknown when it cannot be read for sure.
         """
-        result = self.smi(['-q', '-x'])
+        result = self.smi('xml')
         if result is None:
             return {}
         rc, out, err = result
@@ -137,7 +160,7 @@ class Host(object):
             raise MigUnknown('nvidia-smi does not show the index and UUID of every MIG-enabled GPU')
         tables = []
         for flag in ('-lgi', '-lci'):
-            rc, out, err = self.smi(['mig', flag])
+            rc, out, err = self.mig_list(flag)
             if rc != 0 and not nvidia.mig_none(out + err):
                 raise MigUnknown('nvidia-smi mig %s failed (rc=%s): %s' % (flag, rc, ((err or out).strip() or '-')[:300]))
             tables.append('' if rc != 0 else out)
@@ -148,16 +171,20 @@ class Host(object):
         return dict((g['uuid'], {'index': g['index'], 'name': g['name'], 'current': g['mig']['current'],
                                  'pending': g['mig']['pending'], 'instances': layout.get(g['index'], [])}) for g in mig_gpus)
 
-    def systemctl(self, *args):
-        return self.module.run_command([self.module.get_bin_path('systemctl', required=True)] + list(args))
+    def systemctl(self, action, service):
+        """(rc, out, err) of `systemctl stop|start SERVICE`."""
+        return self.runner.run('systemctl', '%s unit' % action, check=False, unit=service)
 
     def is_active(self, service):
-        if not self.module.get_bin_path('systemctl'):
+        if not self.runner.which('systemctl'):
             return False
-        return self.systemctl('is-active', '--quiet', service)[0] == 0
+        return self.runner.run('systemctl', 'is_active quiet unit', check=False, unit=service).rc == 0
 
-    def modprobe(self, *args):
-        return self.module.run_command([self.module.get_bin_path('modprobe', required=True)] + list(args))
+    def unload(self, modules):
+        return self.runner.run('modprobe', 'remove modules', check=False, modules=modules)
+
+    def load(self, module_name):
+        return self.runner.run('modprobe', 'modules', check=False, modules=[module_name])
 
     def sleep(self, seconds):
         time.sleep(seconds)
@@ -271,11 +298,7 @@ class DriverManager(object):
                           'Run with update_cache=true, or check the repository configuration.' % (requested, '; '.join(tried)))
 
     def _auto_layouts(self, branch):
-        first = nvidia.default_layout(self.facts.get('distribution'), self.facts.get('distribution_version'), branch)
-        if first == 'dnf':
-            return ['dnf']
-        others = [layout for layout in ('branch', 'unversioned', 'server') if layout != first]
-        return [first] + others
+        return nvidia.layouts_to_try(self.facts.get('distribution'), self.facts.get('distribution_version'), branch, self.pm.name)
 
     # ---- checks ----------------------------------------------------------------------------
     def _preflight(self, plan, current):
@@ -421,12 +444,8 @@ class DriverManager(object):
                               'lose MIG instances that cannot be recorded. Fix nvidia-smi first, or set allow_unknown_gpu=true to '
                               'go ahead without keeping a MIG layout.' % exc) from exc
 
-    def _smi(self, args):
-        """(rc, out, err) of nvidia-smi; rc 127 when it is not installed."""
-        return self.host.smi(args) or (127, '', 'nvidia-smi is not installed')
-
     def _mig_run(self, index, *args):
-        rc, out, err = self._smi(['mig', '-i', str(index)] + list(args))
+        rc, out, err = self.host.mig_command(index, *args)
         return rc, (out or '') + (err or '')
 
     def _restore_mig(self, wanted):
@@ -448,7 +467,7 @@ class DriverManager(object):
             index = gpu['index']
             have = now.get(uuid)
             if want['current'] == 'Enabled' and (have is None or have['current'] != 'Enabled'):
-                rc, out, err = self._smi(['-i', str(index), '-mig', '1'])
+                rc, out, err = self.host.set_mig_mode(index)
                 if rc != 0:
                     ok = False
                     lines.append('GPU %s: could not enable MIG mode again: %s' % (index, (err or out).strip()))
@@ -461,7 +480,7 @@ class DriverManager(object):
                     rc, text = self._mig_run(index, '-cgi', '%d:%d' % (gi['profile_id'], gi['start']))
                     if rc != 0:
                         lines.append('GPU %s: nvidia-smi mig -cgi %d:%d failed: %s' % (index, gi['profile_id'], gi['start'], text.strip()))
-                rc, text, err = self._smi(['mig', '-lgi'])
+                rc, text, err = self.host.mig_list('-lgi')
                 try:
                     rows = nvidia.parse_mig_lgi(text if rc == 0 else '')
                 except nvidia.SmiUnreadable as exc:
@@ -525,12 +544,12 @@ class DriverManager(object):
         for service in helpers:
             self.host.systemctl('stop', service)
         if loaded:
-            rc, out, err = self.host.modprobe('-r', *loaded)
+            rc, out, err = self.host.unload(loaded)
             if rc != 0:
                 self._start(helpers)
                 return False, 'could not unload %s: %s' % (' '.join(loaded), (err or out).strip())
         for module_name in ('nvidia', 'nvidia_uvm'):
-            rc, out, err = self.host.modprobe(module_name)
+            rc, out, err = self.host.load(module_name)
             if rc != 0:
                 self._start(helpers)
                 return False, 'could not load %s: %s' % (module_name, (err or out).strip())
@@ -607,7 +626,7 @@ class DriverManager(object):
         except pkg.PackageError as exc:
             self._start(stopped)
             raise DriverError('Package change failed: %s. The previous packages may be partly replaced; run again, or roll back '
-                              'with state=previous.' % exc) from exc
+                              'with state=previous.' % exc, error_kind=exc.error_kind) from exc
         if after['version'] != plan.target:
             self._start(stopped)
             raise DriverError('After installing, the installed driver is %s, not %s.' % (after['version'], plan.target))

@@ -3,7 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Package queries for apt (dpkg) and dnf (rpm) hosts.
+"""Packages of apt (dpkg) and dnf (rpm) hosts: query, install exact versions, hold / unhold.
+
+The package manager is detected once, by `backend(runner)`; every command runs through the runner
+(_runner.TOOLS declares apt-get, apt-cache, apt-mark, dpkg-query, dnf and rpm).
 
 PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
 """
@@ -16,71 +19,36 @@ import re
 import shutil
 import tempfile
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _manifest as manifest
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import CommandError
 
-class PackageQueryError(Exception):
+
+class PackageQueryError(CommandError):
     """A package database could not be read."""
 
-
-def package_manager(module):
-    """'apt' on dpkg hosts, 'dnf' on rpm hosts, None when neither is there."""
-    if module.get_bin_path('dpkg-query'):
-        return 'apt'
-    if module.get_bin_path('rpm'):
-        return 'dnf'
-    return None
+    error_kind = 'unreadable'
 
 
-def installed_packages(module, patterns):
-    """{name: version} of installed packages whose names match any of the shell patterns."""
-    manager = package_manager(module)
-    if manager == 'apt':
-        cmd = [module.get_bin_path('dpkg-query', required=True), '-W', '-f', '${Package}\t${Version}\t${db:Status-Abbrev}\n']
-        rc, out, err = module.run_command(cmd)
-        if rc != 0:
-            raise PackageQueryError('dpkg-query failed (rc=%s): %s' % (rc, (err or out).strip()))
-        return _filter(_parse_dpkg(out), patterns)
-    if manager == 'dnf':
-        cmd = [module.get_bin_path('rpm', required=True), '-qa', '--qf', '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n']
-        rc, out, err = module.run_command(cmd)
-        if rc != 0:
-            raise PackageQueryError('rpm -qa failed (rc=%s): %s' % (rc, (err or out).strip()))
-        return _filter(_parse_rpm(out), patterns)
-    return {}
+class PackageError(CommandError):
+    """A package operation failed; the message says what to do."""
+
+    error_kind = 'package'
 
 
-def _parse_dpkg(out):
-    packages = {}
-    for line in out.splitlines():
-        parts = line.split('\t')
-        if len(parts) != 3:
-            continue
-        name, version, status = parts
-        # 'ii ' = installed; 'hi ' = installed and held; 'rc ' = removed, config left.
-        if len(status) >= 2 and status[1] == 'i':
-            packages[name.split(':', 1)[0]] = version
-    return packages
+DPKG_STATUS = '/var/lib/dpkg/status'
+
+
+def _query_error(msg, **details):
+    return PackageQueryError('Cannot read the package database: %s' % msg, **details)
 
 
 def _parse_rpm(out):
-    packages = {}
-    for line in out.splitlines():
-        parts = line.split('\t')
-        if len(parts) != 2:
-            continue
-        name, version = parts
-        if version.startswith('0:'):
-            version = version[2:]
-        packages[name] = version
-    return packages
+    return dict((name, version[2:] if version.startswith('0:') else version) for name, version in manifest.parse_rpm(out).items())
 
 
 def _filter(packages, patterns):
     return dict((name, version) for name, version in sorted(packages.items())
                 if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns))
-
-
-class PackageError(Exception):
-    """A package operation failed; the message says what to do."""
 
 
 def _apt_madison_versions(out, name):
@@ -124,82 +92,85 @@ def _parse_apt_simulation(out):
     return actions
 
 
-class AptBackend(object):
-    """apt-get / apt-cache / apt-mark through module.run_command (argument lists, no shell)."""
+class _Backend(object):
+    """What both package managers do alike: run their tools through the runner, read the installed packages."""
 
-    name = 'apt'
-    _ENV = {'DEBIAN_FRONTEND': 'noninteractive', 'LC_ALL': 'C'}
+    name = None
+    query_tool = None   # the tool that lists the installed packages (its `list` argument)
 
-    def __init__(self, module):
-        self.module = module
+    def __init__(self, runner):
+        self.runner = runner
 
-    def _run(self, args, check=True):
-        rc, out, err = self.module.run_command(args, environ_update=self._ENV)
-        if check and rc != 0:
-            raise PackageError('%s failed (rc=%s): %s' % (' '.join(args[:3]), rc, (err or out).strip()[-2000:]))
-        return rc, out, err
+    def _run(self, tool, order, check=True, **values):
+        return self.runner.run(tool, order, check=check, error=PackageError, **values)
+
+    def parse_installed(self, out):
+        """{name: version} of the output of `query_tool`."""
+        raise NotImplementedError
 
     def installed(self, patterns):
-        return installed_packages(self.module, patterns)
+        """{name: version} of installed packages whose names match any of the shell patterns."""
+        return _filter(self.runner.run(self.query_tool, 'list', error=_query_error, parse=lambda result: self.parse_installed(result.out)),
+                       patterns)
+
+
+class AptBackend(_Backend):
+    """apt-get / apt-cache / apt-mark, dpkg-query for what is installed."""
+
+    name = 'apt'
+    query_tool = 'dpkg-query'
+
+    def parse_installed(self, out):
+        return manifest.parse_dpkg(out)
 
     def update_cache(self):
-        self._run([self.module.get_bin_path('apt-get', required=True), 'update', '-q'])
+        self._run('apt-get', 'update')
 
     def available_versions(self, name):
         """Versions of a package the configured repositories offer, newest first (apt's order)."""
-        dummy, out, dummy2 = self._run([self.module.get_bin_path('apt-cache', required=True), 'madison', name], check=False)
-        return _apt_madison_versions(out, name)
+        return _apt_madison_versions(self._run('apt-cache', 'madison name', check=False, name=name).out, name)
 
-    def _install_args(self, specs, simulate=False):
-        args = [self.module.get_bin_path('apt-get', required=True), 'install', '-y', '-q', '--allow-downgrades',
-                '--allow-change-held-packages', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold']
-        if simulate:
-            args.append('-s')
-        return args + ['%s=%s' % (name, version) if version else name for name, version in specs]
-
-    def simulate_install(self, specs, status_file='/var/lib/dpkg/status'):
+    def simulate_install(self, specs, status_file=None):
         """What installing these (name, version) pairs would do, without doing it.
 
         Holds are lifted before a real install, so the simulation reads a copy of the dpkg status
         without them (apt's resolver refuses to touch held packages even with --allow-change-held-packages).
         """
-        args = self._install_args(specs, simulate=True)
         tmpdir = tempfile.mkdtemp(prefix='onprem_ai-apt-')
         try:
             try:
-                with open(status_file) as source:
+                with open(status_file or DPKG_STATUS) as source:
                     status = source.read()
             except (IOError, OSError):
                 status = None
+            unheld = None
             if status is not None and 'Status: hold ' in status:
                 unheld = os.path.join(tmpdir, 'status')
                 with open(unheld, 'w') as handle:
                     handle.write(status.replace('Status: hold ', 'Status: install '))
-                args[1:1] = ['-o', 'Dir::State::status=%s' % unheld]
-            dummy, out, dummy2 = self._run(args)
+            out = self._run('apt-get', 'status_file simulate_install options simulate specs', status_file=unheld, specs=specs).out
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
         return _parse_apt_simulation(out)
 
     def install(self, specs):
-        dummy, out, dummy2 = self._run(self._install_args(specs))
-        return _parse_apt_simulation(out)
+        return _parse_apt_simulation(self._run('apt-get', 'install options specs', specs=specs).out)
 
     def remove(self, names, purge=False):
         if names:
-            self._run([self.module.get_bin_path('apt-get', required=True), 'purge' if purge else 'remove', '-y', '-q'] + list(names))
+            self._run('apt-get', '%s names' % ('purge' if purge else 'remove'), names=list(names))
 
     def held(self):
-        dummy, out, dummy2 = self._run([self.module.get_bin_path('apt-mark', required=True), 'showhold'])
+        out = self._run('apt-mark', 'showhold').out
         return sorted(set(line.strip() for line in out.splitlines() if line.strip()))
 
     def hold(self, names):
         if names:
-            self._run([self.module.get_bin_path('apt-mark', required=True), 'hold'] + sorted(names))
+            self._run('apt-mark', 'hold names', names=sorted(names))
 
     def unhold(self, names):
         if names:
-            self._run([self.module.get_bin_path('apt-mark', required=True), 'unhold'] + sorted(names))
+            self._run('apt-mark', 'unhold names', names=sorted(names))
 
 
 def _parse_dnf_list(out, name):
@@ -211,55 +182,41 @@ def _parse_dnf_list(out, name):
     return versions
 
 
-class DnfBackend(object):
-    """dnf with module streams and the versionlock plugin (RHEL family)."""
+class DnfBackend(_Backend):
+    """dnf with module streams and the versionlock plugin (RHEL family), rpm for what is installed."""
 
     name = 'dnf'
+    query_tool = 'rpm'
 
-    def __init__(self, module):
-        self.module = module
-
-    def _run(self, args, check=True):
-        rc, out, err = self.module.run_command(args, environ_update={'LC_ALL': 'C'})
-        if check and rc != 0:
-            raise PackageError('%s failed (rc=%s): %s' % (' '.join(args[:3]), rc, (err or out).strip()[-2000:]))
-        return rc, out, err
-
-    def _dnf(self):
-        return self.module.get_bin_path('dnf', required=True)
-
-    def installed(self, patterns):
-        return installed_packages(self.module, patterns)
+    def parse_installed(self, out):
+        return _parse_rpm(out)
 
     def update_cache(self):
-        self._run([self._dnf(), 'makecache', '-q'])
+        self._run('dnf', 'makecache')
 
     def available_versions(self, name):
-        dummy, out, dummy2 = self._run([self._dnf(), 'list', '--showduplicates', '--available', '-q', name], check=False)
-        versions = _parse_dnf_list(out, name)
+        versions = _parse_dnf_list(self._run('dnf', 'available name', check=False, name=name).out, name)
         versions.reverse()  # dnf lists oldest first
         return versions
 
     def enable_module_stream(self, module_name, stream):
         """`dnf module reset` then `enable` NAME:STREAM (e.g. nvidia-driver:570-dkms)."""
-        self._run([self._dnf(), 'module', 'reset', '-y', module_name])
-        self._run([self._dnf(), 'module', 'enable', '-y', '%s:%s' % (module_name, stream)])
+        self._run('dnf', 'module_reset name', name=module_name)
+        self._run('dnf', 'module_enable stream', stream=(module_name, stream))
 
     def simulate_install(self, specs):
         return [{'action': 'install', 'name': name, 'from': None, 'to': version} for name, version in specs]
 
     def install(self, specs):
-        args = [self._dnf(), 'install', '-y', '--allowerasing']
-        args += ['%s-%s' % (name, version.split(':', 1)[-1]) if version else name for name, version in specs]
-        self._run(args)
+        self._run('dnf', 'install specs', specs=specs)
         return self.simulate_install(specs)
 
     def remove(self, names, purge=False):
         if names:
-            self._run([self._dnf(), 'remove', '-y'] + list(names))
+            self._run('dnf', 'remove names', names=list(names))
 
     def held(self):
-        dummy, out, dummy2 = self._run([self._dnf(), 'versionlock', 'list', '-q'], check=False)
+        out = self._run('dnf', 'versionlock_list', check=False).out
         names = set()
         for line in out.splitlines():
             line = line.strip()
@@ -272,19 +229,23 @@ class DnfBackend(object):
 
     def hold(self, names):
         if names:
-            self._run([self._dnf(), 'versionlock', 'add'] + sorted(names))
+            self._run('dnf', 'versionlock_add names', names=sorted(names))
 
     def unhold(self, names):
         if names:
-            self._run([self._dnf(), 'versionlock', 'delete'] + sorted(names), check=False)
+            self._run('dnf', 'versionlock_delete names', check=False, names=sorted(names))
 
 
-def backend(module):
-    """The package backend of this host, or fail_json with what is missing."""
-    manager = package_manager(module)
-    if manager == 'apt':
-        return AptBackend(module)
-    if manager == 'dnf':
-        return DnfBackend(module)
-    module.fail_json(msg='Neither dpkg (apt) nor rpm (dnf) found on this host: only Debian/Ubuntu and the RHEL family are supported.')
-    return None
+def backend(runner, required=True):
+    """The package backend of this host: apt where dpkg-query is, dnf where rpm is (decided here, once per run).
+
+    None when neither is there and not required; else PackageError (error_kind unsupported).
+    """
+    if runner.which('dpkg-query'):
+        return AptBackend(runner)
+    if runner.which('rpm'):
+        return DnfBackend(runner)
+    if not required:
+        return None
+    raise PackageError('Neither dpkg (apt) nor rpm (dnf) found on this host: only Debian/Ubuntu and the RHEL family are supported.',
+                       error_kind='unsupported')

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""restic through module.run_command: argument lists, --json parsing, error classification.
+"""restic through the collection's command runner (_runner.py): argument lists, --json parsing, error classification.
 
 The repository password travels in the environment (RESTIC_PASSWORD) or as --password-file, never on the
 command line, and every text that leaves this module (results, error messages) is scrubbed of it and of the
@@ -22,6 +22,9 @@ import re
 import stat
 import time
 import urllib.parse
+
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 MASK = '********'
 
@@ -65,14 +68,18 @@ _CLASSIFIERS = [
 _RETRY = re.compile(r'^(\w+)\((<[^>]*>)?[^)]*\) (?:returned error|failed), retrying after [^:]+: (.*)$')
 
 
-class ResticError(Exception):
-    """restic failed; `kind` is one of the error kinds above, the message is already scrubbed."""
+class ResticError(OnpremError):
+    """restic failed; `error_kind` (also `kind`) is one of the error kinds above, the message is already scrubbed."""
 
     def __init__(self, msg, kind=ERROR, rc=None, output=None):
-        super(ResticError, self).__init__(msg)
-        self.kind = kind
+        details = dict((k, v) for k, v in (('rc', rc), ('output', output)) if v is not None)
+        super(ResticError, self).__init__(msg, error_kind=kind, **details)
         self.rc = rc
         self.output = output
+
+    @property
+    def kind(self):
+        return self.error_kind
 
 
 def classify(text):
@@ -244,7 +251,7 @@ def filter_args(host=None, tags=None):
 
 
 class Restic(object):
-    """One repository, driven through module.run_command."""
+    """One repository, driven through the collection's runner (the `restic` tool of _runner.TOOLS)."""
 
     def __init__(self, module, repository, password=None, password_file=None, env=None, binary=None, cache_dir=None):
         self.module = module
@@ -252,7 +259,8 @@ class Restic(object):
         self.password = password
         self.password_file = password_file
         self.env = dict((str(k), str(v)) for k, v in (env or {}).items())
-        self.binary = binary or module.get_bin_path('restic')
+        self.runner = Runner(module, paths={'restic': binary} if binary else None)
+        self.binary = self.runner.which('restic')
         self.cache_dir = cache_dir
         if not self.binary:
             raise ResticError('restic not found on this host: install it from the distribution (apt install restic / dnf install restic)',
@@ -283,21 +291,19 @@ class Restic(object):
         return value
 
     # -- running ---------------------------------------------------------------------------------------------
-    def argv(self, args):
-        argv = [self.binary]
+    def _values(self, args):
         # A repository URL with a password in it travels in the environment (RESTIC_REPOSITORY), like the password:
         # a command line is visible to every user of the node.
-        if not url_secret(self.repository):
-            argv += ['--repo', self.repository]
-        if self.password_file and not self.password:
-            argv += ['--password-file', self.password_file]
-        if self.cache_dir:
-            argv += ['--cache-dir', self.cache_dir]
-        return argv + list(args)
+        return dict(repo=None if url_secret(self.repository) else self.repository,
+                    password_file=self.password_file if self.password_file and not self.password else None,
+                    cache_dir=self.cache_dir or None, args=list(args))
+
+    def argv(self, args):
+        return self.runner.argv('restic', 'repo password_file cache_dir args', **self._values(args))
 
     def environ(self):
-        environ = {'LC_ALL': 'C', 'RESTIC_PROGRESS_FPS': '0.016'}
-        environ.update(self.env)
+        """The environment of restic besides the runner's (LC_ALL=C, RESTIC_PROGRESS_FPS): secrets and the user's env."""
+        environ = dict(self.env)
         if url_secret(self.repository):
             environ['RESTIC_REPOSITORY'] = self.repository
         if self.password:
@@ -306,7 +312,8 @@ class Restic(object):
 
     def run(self, args, check=True, data=None):
         """(rc, stdout, stderr), scrubbed; raises ResticError on failure when check."""
-        rc, out, err = self.module.run_command(self.argv(args), environ_update=self.environ(), data=data)
+        rc, out, err = self.runner.run('restic', 'repo password_file cache_dir args', check=False, env=self.environ(), data=data,
+                                       **self._values(args))
         out, err = self.scrub(out or ''), self.scrub(err or '')
         if check and rc != 0:
             raise self.error(args[0], rc, out, err)

@@ -17,7 +17,7 @@ description:
     releases can be installed at the same time.
   - Refuses, before changing anything, to install a toolkit that the installed NVIDIA driver cannot run
     (the toolkit's minimum driver from NVIDIA's CUDA release notes), and says to upgrade the driver first
-    (C(onprem_ai.maintenance.nvidia_driver), planned) or to set O(minor_version_compatibility).
+    (M(onprem_ai.maintenance.nvidia_driver)) or to set O(minor_version_compatibility).
     A CUDA release that this collection does not know yet is installed with a warning instead.
   - On a host without any NVIDIA driver package it refuses too, unless O(allow_no_driver=true)
     (build hosts and image builds that only compile CUDA code).
@@ -27,6 +27,7 @@ author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
   - onprem_ai.maintenance.attributes
+  - onprem_ai.maintenance.common.PACKAGES
 attributes:
   check_mode:
     support: full
@@ -83,18 +84,13 @@ options:
       - Without it the module refuses to install a toolkit on such a host.
     type: bool
     default: false
-  update_cache:
-    description:
-      - Refresh the package cache (C(apt-get update), C(dnf makecache)) before looking up the available versions.
-        Not done in check mode. A cache refresh alone does not report a change.
-    type: bool
-    default: false
 requirements:
   - apt (dpkg) or dnf (rpm) on the target, with NVIDIA's CUDA repository configured.
   - C(update-alternatives) (dpkg) or C(alternatives) (rpm) to set O(default).
 notes:
   - The driver checked is the installed one (its packages). When the loaded kernel module is older and cannot run
     a requested toolkit, the module warns that a driver reload or reboot is still needed.
+  - O(update_cache) is not done in check mode; a cache refresh alone does not report a change.
   - The C(cuda-MAJOR) alternative (C(/usr/local/cuda-12)) is left to the packages.
   - Removing a release removes every installed package of it; apt also removes packages that depend on them.
 seealso:
@@ -212,26 +208,29 @@ package_actions:
       type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._cuda import manage
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import PACKAGE_SPEC, OnpremModule
+
+
+ARGUMENT_SPEC = dict(
+    versions=dict(type='list', elements='str'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    default=dict(type='str'),
+    remove_others=dict(type='bool', default=False),
+    minor_version_compatibility=dict(type='bool', default=False),
+    allow_no_driver=dict(type='bool', default=False),
+    **PACKAGE_SPEC
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            versions=dict(type='list', elements='str'),
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
-            default=dict(type='str'),
-            remove_others=dict(type='bool', default=False),
-            minor_version_compatibility=dict(type='bool', default=False),
-            allow_no_driver=dict(type='bool', default=False),
-            update_cache=dict(type='bool', default=False),
-        ),
-        required_one_of=[('versions', 'default')],
-        supports_check_mode=True,
-    )
-    module.exit_json(**manage(module))
+    module = OnpremModule(argument_spec=ARGUMENT_SPEC, required_one_of=[('versions', 'default')], supports_check_mode=True)
+    try:
+        result = manage(module)
+    except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback
+        module.fail_json(**failure(exc, name='cuda_toolkit'))
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

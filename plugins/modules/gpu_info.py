@@ -313,17 +313,18 @@ processes:
       type: int
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import GpuInfoError, gather
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._gpu_info import gather
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 
 
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module = OnpremModule(argument_spec={}, supports_check_mode=True)
     try:
-        result = gather(module)
-    except GpuInfoError as exc:
-        module.fail_json(msg=str(exc))
+        result = gather(Runner(module))
+    except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback
+        module.fail_json(**failure(exc, name='gpu_info'))
     module.exit_json(changed=False, **result)
 
 

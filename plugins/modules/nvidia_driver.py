@@ -35,6 +35,8 @@ author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
   - onprem_ai.maintenance.attributes
+  - onprem_ai.maintenance.common.STATE_DIR
+  - onprem_ai.maintenance.common.PACKAGES
 attributes:
   check_mode:
     support: full
@@ -122,17 +124,8 @@ options:
       - Not needed with O(state=previous), which goes back to a driver that ran on these GPUs.
     type: bool
     default: false
-  update_cache:
-    description:
-      - Refresh the package metadata first (not in check mode).
-    type: bool
-    default: false
-  state_dir:
-    description:
-      - Where the collection keeps its per-node records.
-    type: path
-    default: /var/lib/onprem_ai
 notes:
+  - O(update_cache) is not done in check mode.
   - Run it inside a drained maintenance window; the onprem_ai.maintenance.gpu_stack role and the gpu.yml playbook do so.
 seealso:
   - module: onprem_ai.maintenance.gpu_info
@@ -254,52 +247,50 @@ plan:
       type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.sys_info import get_distribution, get_distribution_version
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import PACKAGE_SPEC, STATE_DIR_SPEC, OnpremModule
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, Host
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
+
+
+ARGUMENT_SPEC = dict(
+    version=dict(type='str'),
+    state=dict(type='str', default='present', choices=['present', 'previous']),
+    kernel_module=dict(type='str', default='proprietary', choices=['proprietary', 'open']),
+    package_layout=dict(type='str', default='auto', choices=['auto', 'branch', 'server', 'unversioned', 'dnf']),
+    fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
+    hold=dict(type='bool', default=True),
+    stop_services=dict(type='list', elements='str', default=[]),
+    stop_timeout=dict(type='float', default=120),
+    reload=dict(type='bool', default=True),
+    check_kernel_headers=dict(type='bool', default=True),
+    minor_version_compatibility=dict(type='bool', default=False),
+    allow_unknown_gpu=dict(type='bool', default=False),
+    **dict(STATE_DIR_SPEC, **PACKAGE_SPEC)
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            version=dict(type='str'),
-            state=dict(type='str', default='present', choices=['present', 'previous']),
-            kernel_module=dict(type='str', default='proprietary', choices=['proprietary', 'open']),
-            package_layout=dict(type='str', default='auto', choices=['auto', 'branch', 'server', 'unversioned', 'dnf']),
-            fabricmanager=dict(type='str', default='auto', choices=['auto', 'install', 'skip']),
-            hold=dict(type='bool', default=True),
-            stop_services=dict(type='list', elements='str', default=[]),
-            stop_timeout=dict(type='float', default=120),
-            reload=dict(type='bool', default=True),
-            check_kernel_headers=dict(type='bool', default=True),
-            minor_version_compatibility=dict(type='bool', default=False),
-            allow_unknown_gpu=dict(type='bool', default=False),
-            update_cache=dict(type='bool', default=False),
-            state_dir=dict(type='path', default='/var/lib/onprem_ai'),
-        ),
-        required_if=[('state', 'present', ['version'])],
-        supports_check_mode=True,
-    )
-    params = dict(module.params)
-    if not 0 <= params['stop_timeout'] <= 86400:  # also false for NaN
-        module.fail_json(msg='stop_timeout must be a number of seconds from 0 to 86400, got %r' % (params['stop_timeout'],))
-    params['fabricmanager'] = {'install': 'present', 'skip': 'absent'}.get(params['fabricmanager'], 'auto')
-    manager = DriverManager(module, Host(module, pkg.backend(module)), params,
-                            {'distribution': get_distribution(), 'distribution_version': get_distribution_version()})
+    module = OnpremModule(argument_spec=ARGUMENT_SPEC, required_if=[('state', 'present', ['version'])], supports_check_mode=True)
+    params = dict(module.params, fabricmanager={'install': 'present', 'skip': 'absent'}.get(module.params['fabricmanager'], 'auto'))
+    manager = None
     try:
+        if not 0 <= params['stop_timeout'] <= 86400:  # also false for NaN
+            raise DriverError('stop_timeout must be a number of seconds from 0 to 86400, got %r' % (params['stop_timeout'],),
+                              error_kind='usage')
+        runner = Runner(module)
+        manager = DriverManager(module, Host(runner, pkg.backend(runner)), params,
+                                {'distribution': get_distribution(), 'distribution_version': get_distribution_version()})
         result = manager.run()
-    except (DriverError, pkg.PackageError, pkg.PackageQueryError) as exc:
-        for warning in manager.warnings:
+    except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback
+        for warning in manager.warnings if manager else []:
             module.warn(warning)
-        prefix = 'Cannot read the package database: ' if isinstance(exc, pkg.PackageQueryError) else ''
-        partial = dict(getattr(exc, 'result', None) or {})
-        partial.pop('warnings', None)
-        module.fail_json(msg=prefix + str(exc), **partial)
+        module.fail_json(**failure(exc, name='nvidia_driver'))
     diff = result.pop('diff')
-    warnings = result.pop('warnings')
-    for warning in warnings:
+    for warning in result.pop('warnings'):
         module.warn(warning)
     if module._diff:
         result['diff'] = diff

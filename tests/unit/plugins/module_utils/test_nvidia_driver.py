@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _nvidia as nvidia
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _pkg as pkg
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import DriverError, DriverManager, MigUnknown, ProcessesUnknown
+from ansible_collections.onprem_ai.maintenance.plugins.modules import nvidia_driver
 
 REPO = {}
 for _v in ('550.127.08', '550.144.03', '570.124.06', '570.133.20'):
@@ -141,6 +142,21 @@ class FakeHost(object):
             return 0, '', ''
         raise AssertionError(args)
 
+    def set_mig_mode(self, index, mode=1):
+        return self.smi(['-i', str(index), '-mig', str(mode)])
+
+    def mig_command(self, index, *args):
+        return self.smi(['mig', '-i', str(index)] + list(args))
+
+    def mig_list(self, flag):
+        return self.smi(['mig', flag])
+
+    def unload(self, modules):
+        return self.modprobe('-r', *modules)
+
+    def load(self, module_name):
+        return self.modprobe(module_name)
+
     def pci_gpus(self):
         return self._pci
 
@@ -191,9 +207,8 @@ class FakeModule(object):
 
 
 def params(**kwargs):
-    base = dict(version='570', state='present', kernel_module='proprietary', package_layout='auto', fabricmanager='auto',
-                hold=True, stop_services=[], stop_timeout=5, reload=True, check_kernel_headers=True,
-                minor_version_compatibility=False, allow_unknown_gpu=False, update_cache=False, state_dir=None)
+    base = dict((name, option.get('default')) for name, option in nvidia_driver.ARGUMENT_SPEC.items())
+    base.update(version='570', stop_timeout=5, state_dir=None)  # a short wait; state_dir: each test's tmp dir
     base.update(kwargs)
     return base
 
@@ -468,18 +483,19 @@ class SmiModule(object):
 
 def smi_host(tmp_path, result, loaded='550.127.08', smi=True):
     from ansible_collections.onprem_ai.maintenance.plugins.module_utils._nvidia_driver import Host
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
     sysfs = tmp_path / 'sys-module'
     if loaded:
         (sysfs / 'nvidia').mkdir(parents=True)
         (sysfs / 'nvidia' / 'version').write_text(loaded + '\n')
-    return Host(SmiModule(result, smi), FakePackages(), sysfs_root=str(sysfs))
+    return Host(Runner(SmiModule(result, smi)), FakePackages(), sysfs_root=str(sysfs))
 
 
 def test_host_reads_processes_name_last(tmp_path):
     host = smi_host(tmp_path, (0, 'GPU-1, 4242, 20480, /usr/bin/python3 -m vllm serve m --x a,b\nGPU-2, 4242, [N/A], [Not Found]\n', ''))
     procs = host.gpu_processes()
-    assert host.module.calls[-1] == ['/usr/bin/nvidia-smi', '--query-compute-apps=gpu_uuid,pid,used_memory,process_name',
-                                     '--format=csv,noheader,nounits']
+    assert host.runner.module.calls[-1] == ['/usr/bin/nvidia-smi', '--query-compute-apps=gpu_uuid,pid,used_memory,process_name',
+                                            '--format=csv,noheader,nounits']
     assert [(p['pid'], p['name'], p['used_memory_mib']) for p in procs] == [
         (4242, '/usr/bin/python3 -m vllm serve m --x a,b', 20480), (4242, None, None)]
 

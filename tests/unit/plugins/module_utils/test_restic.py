@@ -3,30 +3,30 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+"""_restic: the cases of test_restic.yaml (commands and results as data), run through a small module that drives one
+repository; then restic's text handling (classification, condensing, URL secrets) and the restore target checks."""
+
 from __future__ import annotations
 
-import json
 import os
 import stat
+import sys
 
 import pytest
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _restic as restic
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'modules'))  # the one helper of the data-driven tests
+from helper import load_cases, run_case  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = '/usr/bin/restic'
-REPO = ['/usr/bin/restic', '--repo', '/srv/restic']
 PASSWORD = 'Tr0ub4dor&3'
-SUMMARY = ('{"message_type":"status","percent_done":0,"total_files":1,"total_bytes":3}\n'
-           '{"message_type":"summary","files_new":1,"files_changed":0,"files_unmodified":0,"dirs_new":1,"data_added":706,'
-           '"total_files_processed":1,"total_bytes_processed":3,"total_duration":0.27,"snapshot_id":"75a8b6e5"}\n')
-SNAPSHOTS = [
-    {"time": "2026-11-24T02:00:00Z", "paths": ["/etc"], "hostname": "n1", "tags": ["daily"], "id": "aaaa1111" + "0" * 56, "short_id": "aaaa1111"},
-    {"time": "2026-11-25T02:00:00Z", "paths": ["/etc"], "hostname": "n1", "tags": ["daily"], "id": "bbbb2222" + "0" * 56, "short_id": "bbbb2222"},
-]
 
 
 class ScriptedModule(object):
-    """run_command answers from a list of (expected argv, (rc, out, err)); every call is checked in order."""
+    """For the tests that build a Restic without running it (scrubbing, URL secrets)."""
 
     def __init__(self, script, bins=None):
         self.bins = {'restic': BIN} if bins is None else bins
@@ -45,41 +45,25 @@ class ScriptedModule(object):
         return answer
 
 
-def make(script, **kwargs):
-    module = ScriptedModule(script)
-    kwargs.setdefault('password', PASSWORD)
-    return module, restic.Restic(module, '/srv/restic', **kwargs)
+def main():
+    """A module that drives one Restic: input `repository`, `password` / `password_file` / `env` and `calls` ([method, args...])."""
+    module = OnpremModule(argument_spec=dict(repository=dict(type='str', required=True), password=dict(type='str', no_log=False),
+                                             password_file=dict(type='str'), env=dict(type='dict'),
+                                             calls=dict(type='list', elements='raw', required=True)), supports_check_mode=True)
+    params = module.params
+    repo = None
+    try:
+        repo = restic.Restic(module, params['repository'], password=params['password'], password_file=params['password_file'],
+                             env=params['env'])
+        results = [getattr(repo, call[0])(*call[1:]) for call in params['calls']]
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(**failure(exc, redact=repo.scrub if repo else None))
+    module.exit_json(changed=False, results=results)
 
 
-def test_password_in_environment_never_on_the_command_line():
-    module, repo = make([(REPO + ['cat', 'config'], (0, '{}', ''))])
-    assert repo.exists() is True
-    assert all(PASSWORD not in arg for arg in module.calls[0])
-    assert module.environs[0]['RESTIC_PASSWORD'] == PASSWORD
-
-
-def test_password_file_is_an_argument():
-    module, repo = make([(REPO + ['--password-file', '/etc/pw', 'cat', 'config'], (0, '{}', ''))], password=None, password_file='/etc/pw')
-    assert repo.exists() is True
-    assert 'RESTIC_PASSWORD' not in module.environs[0]
-
-
-def test_no_password_is_refused():
-    with pytest.raises(restic.ResticError, match='password'):
-        restic.Restic(ScriptedModule([]), '/srv/restic')
-
-
-def test_restic_not_installed():
-    with pytest.raises(restic.ResticError) as info:
-        restic.Restic(ScriptedModule([], bins={}), '/srv/restic', password='x')
-    assert info.value.kind == 'not_installed'
-
-
-def test_missing_repository_is_not_an_error_for_exists():
-    err = ('Fatal: unable to open config file: stat /srv/restic/config: no such file or directory\n'
-           'Is there a repository at the following location?\n/srv/restic\n')
-    dummy, repo = make([(REPO + ['cat', 'config'], (1, '', err))])
-    assert repo.exists() is False
+@pytest.mark.parametrize('case', load_cases(__file__))
+def test_case(case, tmp_path, monkeypatch):
+    run_case(main, case, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize('err,kind', [
@@ -94,16 +78,6 @@ def test_classification(err, kind):
     assert restic.classify(err)[0] == kind
 
 
-def test_wrong_password_error_is_clear_and_scrubbed():
-    # restic does not print the password, but a hostile or verbose backend message could: it is removed anyway.
-    dummy, repo = make([(REPO + ['snapshots', '--json'], (1, '', 'Fatal: wrong password or no key found (tried %s)\n' % PASSWORD))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.snapshots()
-    assert info.value.kind == 'wrong_password'
-    assert 'wrong repository password' in str(info.value)
-    assert PASSWORD not in str(info.value) and restic.MASK in str(info.value)
-
-
 def test_env_values_and_url_passwords_are_scrubbed():
     module = ScriptedModule([])
     repo = restic.Restic(module, 'rest:https://node1:urlsecret@backup:8000/node1', password=PASSWORD,
@@ -112,81 +86,6 @@ def test_env_values_and_url_passwords_are_scrubbed():
     assert PASSWORD not in text and 's3secretkey' not in text and 'urlsecret' not in text
     assert restic.redact_url(repo.repository) == 'rest:https://node1:********@backup:8000/node1'
     assert repo.environ()['AWS_SECRET_ACCESS_KEY'] == 's3secretkey'
-
-
-def test_backup_arguments_and_summary():
-    args = REPO + ['backup', '--json', '--host', 'n1', '--tag', 'daily', '--tag', 'reason:x', '--exclude', '/srv/models/public',
-                   '--exclude-caches', '--', '/etc', '/var/lib/onprem_ai']
-    dummy, repo = make([(args, (0, SUMMARY, ''))])
-    summary, warnings = repo.backup(['/etc', '/var/lib/onprem_ai'], exclude=['/srv/models/public'], tags=['daily', 'reason:x'], host='n1')
-    assert summary['snapshot_id'] == '75a8b6e5' and summary['files_new'] == 1 and warnings == []
-
-
-def test_backup_incomplete_snapshot_is_a_warning():
-    args = REPO + ['backup', '--json', '--exclude-caches', '--', '/etc']
-    dummy, repo = make([(args, (3, SUMMARY, 'error: open /etc/shadow-: permission denied\n'))])
-    summary, warnings = repo.backup(['/etc'])
-    assert summary['snapshot_id'] == '75a8b6e5' and 'incomplete' in warnings[0]
-
-
-def test_backup_failure_without_summary():
-    args = REPO + ['backup', '--json', '--exclude-caches', '--', '/etc']
-    dummy, repo = make([(args, (1, '', 'Fatal: unable to create lock in backend: repository is already locked\n'))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.backup(['/etc'])
-    assert info.value.kind == 'locked' and 'restic unlock' in str(info.value)
-
-
-def test_forget_then_prune_only_when_something_was_removed():
-    forget = [{"host": "n1", "keep": [SNAPSHOTS[1]], "remove": [SNAPSHOTS[0]]}]
-    dummy, repo = make([
-        (REPO + ['forget', '--json', '--host', 'n1', '--keep-daily', '7', '--keep-weekly', '4', '--group-by', 'host'],
-         (0, json.dumps(forget) + '\n', '')),
-        (REPO + ['prune'], (0, 'done\n', '')),
-    ])
-    result = repo.forget(restic.retention_args(keep_daily=7, keep_weekly=4), host='n1')
-    assert result == {'kept': ['bbbb2222'], 'removed': ['aaaa1111'], 'pruned': True}
-
-    dummy, repo = make([(REPO + ['forget', '--json', '--keep-last', '1', '--group-by', 'host'],
-                         (0, json.dumps([{"keep": SNAPSHOTS, "remove": None}]), ''))])
-    assert repo.forget(restic.retention_args(keep_last=1)) == {'kept': ['aaaa1111', 'bbbb2222'], 'removed': [], 'pruned': False}
-
-
-def test_check_ok_and_corrupt():
-    dummy, repo = make([(REPO + ['check', '--read-data-subset', '10%'], (0, 'load indexes\nno errors were found\n', ''))])
-    assert repo.check('10%')['ok'] is True
-    out = 'load indexes\ncheck all packs\nread all data\n'
-    err = 'Pack ID does not match, want 93974bc8, got 33b73d8b\nFatal: repository contains errors\n'
-    dummy, repo = make([(REPO + ['check'], (1, out, err))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.check()
-    assert info.value.kind == 'corrupt'
-    assert info.value.output == ['Pack ID does not match, want 93974bc8, got 33b73d8b']
-
-
-def test_check_with_wrong_password_is_not_reported_as_corruption():
-    dummy, repo = make([(REPO + ['check'], (1, '', 'Fatal: wrong password or no key found\n'))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.check()
-    assert info.value.kind == 'wrong_password'
-
-
-def test_resolve_latest_and_by_id():
-    dummy, repo = make([(REPO + ['snapshots', '--json', '--host', 'n1'], (0, json.dumps(SNAPSHOTS), ''))] * 2)
-    assert repo.resolve('latest', host='n1')['short_id'] == 'bbbb2222'
-    assert repo.resolve('aaaa11', host='n1')['short_id'] == 'aaaa1111'
-    dummy, repo = make([(REPO + ['snapshots', '--json'], (0, '[]', ''))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.resolve('latest')
-    assert info.value.kind == 'no_snapshot'
-
-
-def test_restore_onto_a_full_disk_fails_clearly():
-    err = 'ignoring error for /etc/big: write /mnt/small/etc/big: no space left on device\nThere were 1 errors\n'
-    dummy, repo = make([(REPO + ['restore', 'bbbb2222', '--target', '/mnt/small', '--include', '/etc', '--verify'], (1, '', err))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.restore('bbbb2222', '/mnt/small', include=['/etc'])
-    assert info.value.kind == 'no_space' and 'target file system is full' in str(info.value)
 
 
 def test_parse_json_lines_accepts_documents_and_lines():
@@ -256,18 +155,6 @@ def test_url_password_masked_up_to_the_last_at(url, masked, secret):
         assert secret not in text and secret.split('@')[-1] not in text.split('failed')[1]
 
 
-def test_url_password_with_at_is_masked_in_errors():
-    url = 'rest:https://n1:pa@ss-31kd@backup:8000/n1/'
-    module = ScriptedModule([([BIN, '--password-file', '/etc/p', 'snapshots', '--json'],
-                              (1, '', 'Fatal: unable to open config file: Head "https://n1:pa@ss-31kd@backup:8000/n1/config": '
-                                      'dial tcp: lookup backup: no such host\n'))])
-    repo = restic.Restic(module, url, password_file='/etc/p')
-    with pytest.raises(restic.ResticError) as info:
-        repo.snapshots()
-    assert 'ss-31kd' not in str(info.value) and 'pa@ss' not in str(info.value)
-    assert info.value.kind == 'unreachable'
-
-
 # Captured from restic 0.14.0 (Debian 12) on this machine: --password-file naming a missing file, a REST server
 # that refuses the connection, an SFTP server that cannot be reached.
 @pytest.mark.parametrize('err,kind', [
@@ -285,42 +172,6 @@ def test_url_password_with_at_is_masked_in_errors():
 ])
 def test_classification_of_real_failures(err, kind):
     assert restic.classify(err)[0] == kind
-
-
-@pytest.mark.parametrize('err,kind', [
-    ('Resolving password failed: Fatal: /etc/onprem_ai/nope does not exist\n', 'password_file'),
-    ('Fatal: unable to open config file: client.Head: dial tcp 127.0.0.1:1: connect: connection refused\n', 'unreachable'),
-    ('unable to create lock in backend: repository is already locked by PID 4099 on vm by root\n', 'locked'),
-    ('Fatal: an unexpected thing\n', 'error'),
-])
-def test_check_reports_corrupt_only_for_damage(err, kind):
-    # check used to report every failure, even a missing password file, as a corrupt repository.
-    dummy, repo = make([(REPO + ['check'], (1, 'using temporary cache in /tmp/x\n', err))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.check()
-    assert info.value.kind == kind and 'corrupt' not in str(info.value)
-
-
-def test_check_of_a_deleted_pack_is_corrupt():
-    out, err = fixture('check_deleted_pack.stdout'), fixture('check_deleted_pack.stderr')
-    dummy, repo = make([(REPO + ['check'], (1, out, err))])
-    with pytest.raises(restic.ResticError) as info:
-        repo.check()
-    assert info.value.kind == 'corrupt' and 'does not exist' in str(info.value) and '1 error line' in str(info.value)
-
-
-def test_retry_chatter_is_condensed_to_its_cause_and_count():
-    # restic 0.14.0 restoring a snapshot whose data pack was deleted: ten "Load(...) returned error, retrying" lines.
-    err = fixture('restore_missing_pack.stderr')
-    assert err.count('returned error, retrying') == 10
-    module = ScriptedModule([([BIN, '--repo', '/srv/restic', 'restore', 'abcd1234', '--target', '/t', '--verify'], (1, '', err))])
-    repo = restic.Restic(module, '/srv/restic', password=PASSWORD)
-    with pytest.raises(restic.ResticError) as info:
-        repo.restore('abcd1234', '/t')
-    msg = str(info.value)
-    assert info.value.kind == 'corrupt'
-    assert msg.count('Load') == 1 and 'retried 10 times' in msg and 'no such file or directory' in msg
-    assert 'retrying after' not in msg and len(msg) < 1500
 
 
 def test_condense_keeps_distinct_lines_once():

@@ -34,21 +34,30 @@ from ansible.module_utils.testing import patch_module_args
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-# Values that a user, a survey or a bad template can put in any option. Not +-Infinity: for an
-# option of type int, ansible-core's own conversion (check_type_int, 2.19) raises OverflowError on
-# it before any module code runs; that traceback is ansible-core's and no module can catch it.
-JUNK = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-2 ** 40, max_value=2 ** 40),
-    st.floats(allow_nan=True, allow_infinity=False),
-    st.text(max_size=40),
-    st.sampled_from(['', ' ', '-1', '0', 'not a url', 'file:///etc/passwd', 'ftp://host/x', 'http://',
-                     'https://user:pa@ss@host/x', '../../etc', '/', 'state.json', '{"a": 1}', '[1, 2]',
-                     'a=b, c=d', 'x\ny', '\x00', 'ü' * 3, '9' * 30]),
-    st.lists(st.text(max_size=10), max_size=3),
-    st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers()), max_size=3),
-)
+
+# Values that a user, a survey or a bad template can put in any option. `junk(infinity=True)` adds
+# +-Infinity (YAML `.inf`): for an option of type int, ansible-core's own conversion (check_type_int,
+# 2.19) raises OverflowError on it before any module code runs, which OnpremModule turns into a failure
+# with a message. A module opts in once it is built on OnpremModule; JUNK is the default without them.
+def junk(infinity=False):
+    """Strategy of bad option values; with `infinity`, +-inf floats are among them."""
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-2 ** 40, max_value=2 ** 40),
+        st.floats(allow_nan=True, allow_infinity=infinity),
+        st.sampled_from([float('inf'), float('-inf')]) if infinity else st.nothing(),
+        st.text(max_size=40),
+        st.sampled_from(['', ' ', '-1', '0', 'not a url', 'file:///etc/passwd', 'ftp://host/x', 'http://',
+                         'https://user:pa@ss@host/x', '../../etc', '/', 'state.json', '{"a": 1}', '[1, 2]',
+                         'a=b, c=d', 'x\ny', '\x00', 'ü' * 3, '9' * 30]),
+        st.lists(st.text(max_size=10), max_size=3),
+        st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers()), max_size=3),
+    )
+
+
+JUNK = junk()
+JUNK_WITH_INFINITY = junk(infinity=True)
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _PATH_EVENTS = {'os.mkdir': 0, 'os.rename': (0, 1), 'os.replace': (0, 1), 'os.remove': 0, 'os.rmdir': 0,
@@ -101,8 +110,8 @@ class _WriteGuard(object):
             cls.root = None
 
 
-def mutated_args(valid, keys):
-    """Strategy: `valid` with one or more of `keys` replaced by junk (or removed)."""
+def mutated_args(valid, keys, infinity=False):
+    """Strategy: `valid` with one or more of `keys` replaced by junk (or removed); `infinity` adds +-inf."""
     missing = object()
 
     def build(changes):
@@ -114,7 +123,7 @@ def mutated_args(valid, keys):
                 args[key] = value
         return args
 
-    return st.dictionaries(st.sampled_from(sorted(keys)), st.one_of(JUNK, st.just(missing)),
+    return st.dictionaries(st.sampled_from(sorted(keys)), st.one_of(junk(infinity), st.just(missing)),
                            min_size=1, max_size=3).map(build)
 
 

@@ -411,7 +411,7 @@ def test_manifest_gpu_keeps_the_installed_driver_when_nvidia_smi_fails(tmp_path)
         def which(self, name):
             return '/usr/bin/' + name
 
-        def run(self, argv):
+        def execute(self, argv):
             return 9, '', 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver'
 
     found = manifest.gpu(Host(), {'libnvidia-compute-570': '570.133.20-0ubuntu1', 'bash': '5.2'}, sysfs_version=str(tmp_path / 'none'))

@@ -3,6 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+"""cuda_toolkit: the cases of test_cuda_toolkit.yaml (commands and results as data), then sequences of runs on a
+simulated host (FakeHost: packages, repository, /usr/local and the cuda alternative) that a list of commands
+cannot express: a second run that must change nothing, a switch and back, a removal."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +15,17 @@ import re
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _cuda
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError, failure
 from ansible_collections.onprem_ai.maintenance.plugins.modules import cuda_toolkit
+
+from helper import load_cases, run_case
+
+
+@pytest.mark.parametrize('case', load_cases(__file__))
+def test_case(case, tmp_path, monkeypatch):
+    run_case(cuda_toolkit.main, case, tmp_path, monkeypatch)
+
 
 DRIVER_550 = {'nvidia-driver-550': '550.127.08-1', 'nvidia-utils-550': '550.127.08-1', 'libnvidia-compute-550': '550.127.08-1'}
 DRIVER_570 = {'nvidia-driver-570': '570.133.20-1', 'nvidia-utils-570': '570.133.20-1', 'libnvidia-compute-570': '570.133.20-1'}
@@ -25,8 +35,7 @@ AVAILABLE = {
     'cuda-toolkit-12-8': ['12.8.1-1', '12.8.0-1'],
     'cuda-toolkit-13-1': ['13.1.0-1'],
 }
-DEFAULTS = {'versions': None, 'state': 'present', 'default': None, 'remove_others': False,
-            'minor_version_compatibility': False, 'allow_no_driver': False, 'update_cache': False}
+DEFAULTS = dict((name, option.get('default')) for name, option in cuda_toolkit.ARGUMENT_SPEC.items())
 
 
 class Failed(Exception):
@@ -223,9 +232,9 @@ def run(host, tmp_path, **kwargs):
 
 
 def fail(host, tmp_path, **kwargs):
-    with pytest.raises(Failed) as info:
+    with pytest.raises(OnpremError) as info:
         run(host, tmp_path, **kwargs)
-    return info.value.args[0]
+    return failure(info.value)
 
 
 @pytest.fixture
@@ -242,40 +251,6 @@ def node(root, driver=None, toolkits=('12.4.1-1',), **kwargs):
     return FakeHost(root, packages, **kwargs)
 
 
-def test_install_beside_existing_toolkit(root, tmp_path):
-    host = node(root)
-    module, result = run(host, tmp_path, versions=['12.4', '12.8'], default='12.8', diff=True)
-    assert result['changed'] is True
-    assert result['installed'] == ['12.8.1'] and result['removed'] == []
-    assert [(t['version'], t['default']) for t in result['toolkits']] == [('12.4.1', False), ('12.8.1', True)]
-    assert result['default'] == '12.8' and result['driver_version'] == '570.133.20'
-    assert result['diff'] == {'before': {'toolkits': ['12.4.1'], 'default': '12.4'}, 'after': {'toolkits': ['12.4.1', '12.8.1'], 'default': '12.8'}}
-    assert host.toolkit_dirs() == ['cuda-12.4', 'cuda-12.8']
-    # apt resolved the transaction (-s) before installing; the package's alternative priority made 12.8 the default
-    installs = [c for c in host.calls if c[1:2] == ['install']]
-    assert installs[0][-2:] == ['-s', 'cuda-toolkit-12-8=12.8.1-1'] and installs[1][-1] == 'cuda-toolkit-12-8=12.8.1-1'
-    assert not [c for c in host.calls if '--set' in c]
-    assert {'action': 'install', 'name': 'cuda-toolkit-12-8', 'from': None, 'to': '12.8.1-1'} in result['package_actions']
-    assert module.warnings == []
-
-
-def test_already_present_is_no_change(root, tmp_path):
-    host = node(root, toolkits=('12.4.1-1', '12.8.1-1'))
-    dummy, result = run(host, tmp_path, versions=['12.4', '12.8.1'], default='12.8')
-    assert result['changed'] is False
-    assert result['installed'] == [] and result['removed'] == [] and result['package_actions'] == []
-    assert host.changes() == []
-    assert [c for c in host.calls if os.path.basename(c[0]) == 'apt-cache'] == []
-
-
-def test_exact_version_not_available(root, tmp_path):
-    host = node(root)
-    failure = fail(host, tmp_path, versions=['12.8.2'])
-    assert failure['msg'] == 'CUDA 12.8.2 is not available: the repositories offer cuda-toolkit-12-8 12.8.1-1, 12.8.0-1'
-    assert failure['changed'] is False
-    assert host.changes() == []
-
-
 def test_exact_version_picks_that_release(root, tmp_path):
     host = node(root)
     dummy, result = run(host, tmp_path, versions=['12.8.0'])
@@ -290,24 +265,6 @@ def test_exact_version_changes_an_installed_release(root, tmp_path):
     assert host.packages['cuda-toolkit-12-4'] == '12.4.1-1'
 
 
-def test_package_not_in_any_repository(root, tmp_path):
-    host = node(root, available={})
-    failure = fail(host, tmp_path, versions=['12.8'])
-    assert failure['msg'].startswith('cuda-toolkit-12-8 is not available from the configured package repositories')
-
-
-def test_refuses_toolkit_the_old_driver_cannot_run(root, tmp_path):
-    host = node(root, driver=DRIVER_550)
-    failure = fail(host, tmp_path, versions=['12.4', '12.8'], default='12.8')
-    msg = failure['msg']
-    assert msg.startswith('CUDA toolkit 12.8 needs NVIDIA driver >= 570.26, but the installed driver is 550.127.08; upgrade the driver first')
-    assert 'onprem_ai.maintenance.nvidia_driver' in msg and 'minor_version_compatibility=true' in msg
-    assert msg.endswith('Nothing was changed.')
-    assert failure['changed'] is False
-    assert host.changes() == [] and host.toolkit_dirs() == ['cuda-12.4']
-    assert not [c for c in host.calls if c[1:2] == ['install']]
-
-
 def test_minor_version_compatibility_accepts_the_older_driver(root, tmp_path):
     host = node(root, driver=DRIVER_550)
     dummy, result = run(host, tmp_path, versions=['12.4', '12.8'], minor_version_compatibility=True)
@@ -315,36 +272,11 @@ def test_minor_version_compatibility_accepts_the_older_driver(root, tmp_path):
     assert result['driver_version'] == '550.127.08'
 
 
-def test_minor_version_compatibility_has_a_floor(root, tmp_path):
-    host = node(root, driver={'nvidia-driver-470': '470.256.02-1'}, toolkits=())
-    failure = fail(host, tmp_path, versions=['12.4'], minor_version_compatibility=True)
-    assert failure['msg'].startswith('CUDA toolkit 12.4 needs NVIDIA driver >= 525.60.13 even with minor version compatibility, '
-                                     'but the installed driver is 470.256.02')
-
-
-def test_no_driver_refused_unless_allowed(root, tmp_path):
-    host = node(root, driver={}, toolkits=())
-    failure = fail(host, tmp_path, versions=['12.8'])
-    assert failure['msg'].startswith('no NVIDIA driver is installed, so CUDA toolkit 12.8 (needs driver >= 570.26) cannot be checked')
-    assert 'allow_no_driver=true' in failure['msg'] and host.changes() == []
-    dummy, result = run(host, tmp_path, versions=['12.8'], allow_no_driver=True)
-    assert result['changed'] is True and result['driver_version'] is None and result['default'] == '12.8'
-
-
 def test_unknown_release_warns_and_installs(root, tmp_path):
     host = node(root)
     module, result = run(host, tmp_path, versions=['13.1'])
     assert result['installed'] == ['13.1.0']
     assert module.warnings == ['CUDA 13.1 is not in the table of minimum drivers of this collection; the driver was not checked for it']
-
-
-def test_loaded_module_older_than_installed_driver_warns(root, tmp_path):
-    host = node(root)
-    (tmp_path / 'loaded').write_text('550.127.08\n')
-    module = FakeModule(host, versions=['12.8'])
-    _cuda.manage(module, cuda_root=host.root, sysfs_version_path=str(tmp_path / 'loaded'))
-    assert module.warnings == ['the loaded nvidia kernel module is 550.127.08 (installed driver 570.133.20): '
-                               'CUDA 12.8 runs once the driver is reloaded or the host rebooted']
 
 
 def test_remove_others_keeps_the_default(root, tmp_path):
@@ -390,39 +322,11 @@ def test_default_not_registered_is_a_clear_failure(root, tmp_path):
     assert failure['changed'] is True  # the attempt was made
 
 
-def test_check_mode_changes_nothing(root, tmp_path):
-    host = node(root)
-    module, result = run(host, tmp_path, versions=['12.4', '12.8'], default='12.4', remove_others=True, update_cache=True,
-                         check_mode=True, diff=True)
-    assert result['changed'] is True
-    assert result['installed'] == ['12.8.1'] and result['default'] == '12.4'
-    assert [(t['version'], t['default']) for t in result['toolkits']] == [('12.4.1', True), ('12.8.1', False)]
-    assert result['diff'] == {'before': {'toolkits': ['12.4.1'], 'default': '12.4'}, 'after': {'toolkits': ['12.4.1', '12.8.1'], 'default': '12.4'}}
-    assert host.changes() == [] and host.toolkit_dirs() == ['cuda-12.4']
-    assert [a['name'] for a in result['package_actions']] == ['cuda-nvcc-12-8', 'cuda-cudart-12-8', 'cuda-toolkit-12-8']
-
-
 def test_check_mode_default_switch(root, tmp_path):
     host = node(root, toolkits=('12.4.1-1', '12.8.1-1'))
     dummy, result = run(host, tmp_path, versions=['12.4', '12.8'], default='12.4', check_mode=True)
     assert result['changed'] is True and result['default'] == '12.4'
     assert host.changes() == [] and host.link_target() == os.path.join(host.root, 'cuda-12.8')
-
-
-def test_apt_error_is_a_clear_message(root, tmp_path):
-    host = node(root)
-    host.failures[('apt-get', 'install')] = (100, '', 'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\n')
-    failure = fail(host, tmp_path, versions=['12.8'])
-    assert failure['msg'] == ('Package operation failed: /usr/bin/apt-get install -y failed (rc=100): '
-                              'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)')
-    assert failure['changed'] is False and host.toolkit_dirs() == ['cuda-12.4']
-
-
-def test_package_database_error_is_a_clear_message(root, tmp_path):
-    host = node(root)
-    host.failures[('dpkg-query', '-W')] = (2, '', 'dpkg-query: error: database locked')
-    failure = fail(host, tmp_path, versions=['12.8'])
-    assert failure['msg'].startswith('Cannot read the package database: dpkg-query failed (rc=2)')
 
 
 def test_update_cache_only_outside_check_mode(root, tmp_path):
@@ -442,52 +346,30 @@ def test_state_absent(root, tmp_path):
     assert again['changed'] is False
 
 
-@pytest.mark.parametrize('params, message', [
-    ({'versions': ['12.4'], 'state': 'absent', 'default': '12.4'}, 'default 12.4 is listed in versions for removal'),
-    ({'default': '12.4', 'remove_others': True}, 'versions is required unless only default is given'),
-    ({'versions': ['12.4'], 'state': 'absent', 'remove_others': True}, 'remove_others works with state=present only'),
-    ({'versions': ['12.4', '12.4.0']}, 'CUDA 12.4 is listed more than once with different versions (12.4, 12.4.0)'),
-    ({'versions': ['12']}, "invalid CUDA version '12'"),
-])
-def test_option_errors(root, tmp_path, params, message):
-    host = node(root)
-    assert fail(host, tmp_path, **params)['msg'].startswith(message)
-    assert host.calls == []
+# ---- generated bad input: fail_json with a message, never a traceback ------------------------------------
+import tempfile  # noqa: E402  (kept next to the property test it serves)
+from unittest import mock  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+
+from fuzz import FUZZ_SETTINGS, mutated_args, run_module  # noqa: E402
+
+FUZZ_VALID = dict(DEFAULTS, versions=['12.4', '12.8'], default='12.8')
 
 
-def test_dnf_host(root, tmp_path):
-    host = node(root, toolkits=('12.4.1-1',), manager='dnf')
-    dummy, result = run(host, tmp_path, versions=['12.4', '12.8'], default='12.4')
-    assert result['installed'] == ['12.8.1'] and result['default'] == '12.4'
-    assert ['/usr/bin/dnf', 'install', '-y', '--allowerasing', 'cuda-toolkit-12-8-12.8.1-1'] in host.calls
-    assert ['/usr/bin/alternatives', '--set', 'cuda', os.path.join(host.root, 'cuda-12.8')] not in host.calls
-    assert ['/usr/bin/alternatives', '--set', 'cuda', os.path.join(host.root, 'cuda-12.4')] in host.calls
+def _fuzz_commands(argv, **kwargs):
+    """A host with driver 570 and CUDA 12.8 in the repository; every other command fails."""
+    name = os.path.basename(argv[0])
+    if name == 'dpkg-query':
+        return 0, ''.join('%s\t%s\tii \n' % item for item in sorted(DRIVER_570.items())), ''
+    if name == 'apt-cache':
+        return 0, ''.join(' %s | %s | http://repo/ Packages\n' % (argv[-1], v) for v in AVAILABLE.get(argv[-1], [])), ''
+    return 1, '', '%s: not run in this test' % name
 
 
-def test_main_check_mode(root, tmp_path, mocker, capsys):
-    host = node(root)
-    mocker.patch.object(_cuda, 'CUDA_ROOT', host.root)
-    mocker.patch.object(_cuda, 'SYSFS_MODULE_VERSION', str(tmp_path / 'no-module'))
-    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, *a, **k: host.bins().get(name))
-    mocker.patch.object(basic.AnsibleModule, 'run_command', side_effect=host.run_command)
-    with patch_module_args({'versions': ['12.4', '12.8'], 'default': '12.8', '_ansible_check_mode': True, '_ansible_diff': True}):
-        with pytest.raises(SystemExit):
-            cuda_toolkit.main()
-    out = json.loads(capsys.readouterr().out)
-    assert out['changed'] is True and out['installed'] == ['12.8.1'] and out['default'] == '12.8'
-    assert out['diff']['after'] == {'toolkits': ['12.4.1', '12.8.1'], 'default': '12.8'}
-    assert host.changes() == [] and host.toolkit_dirs() == ['cuda-12.4']
-
-
-def test_main_refusal_is_fail_json(root, tmp_path, mocker, capsys):
-    host = node(root, driver=DRIVER_550)
-    mocker.patch.object(_cuda, 'CUDA_ROOT', host.root)
-    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, *a, **k: host.bins().get(name))
-    mocker.patch.object(basic.AnsibleModule, 'run_command', side_effect=host.run_command)
-    with patch_module_args({'versions': [12.8]}):
-        with pytest.raises(SystemExit) as info:
-            cuda_toolkit.main()
-    assert info.value.code == 1
-    out = json.loads(capsys.readouterr().out)
-    assert out['failed'] is True and out['changed'] is False
-    assert 'needs NVIDIA driver >= 570.26, but the installed driver is 550.127.08' in out['msg']
+@FUZZ_SETTINGS
+@given(args=mutated_args(FUZZ_VALID, sorted(set(FUZZ_VALID) | {'bogus_option'}), infinity=True))
+def test_fuzz_cuda_toolkit_arguments(tmp_path, args):
+    # apt's simulation reads a copy of the dpkg status in a temporary directory: under tmp_path here
+    with mock.patch.object(tempfile, 'tempdir', str(tmp_path)):
+        run_module(cuda_toolkit.main, args, allowed_root=tmp_path, commands=_fuzz_commands, check_mode=True)

@@ -2,48 +2,22 @@
 # Copyright (c) onprem_ai.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""gpu_info: the cases of test_gpu_info.yaml (commands and results as data), every real nvidia-smi capture, fuzzing."""
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _gpu_info
 from ansible_collections.onprem_ai.maintenance.plugins.modules import gpu_info
 
+from helper import load_cases, run_case
+
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
-DPKG = ('libnvidia-compute-570\t570.133.20-1\tii \n'
-        'nvidia-driver-570\t570.133.20-1\thi \n'
-        'nvidia-utils-570\t570.133.20-1\tii \n'
-        'nvidia-fabricmanager-570\t570.133.20-1\tii \n'
-        'nvidia-driver-550\t550.127.08-1\trc \n'
-        'cuda-toolkit-12-8\t12.8.1-1\tii \n'
-        'bash\t5.2.15-2+b7\tii \n')
-MISMATCH = 'Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.133\n'
-
-
-class FakeModule(object):
-    """Just enough of AnsibleModule: binaries that exist and scripted command results."""
-
-    def __init__(self, bins, results):
-        self.bins = bins
-        self.results = results
-        self.calls = []
-
-    def get_bin_path(self, name, required=False):
-        return self.bins.get(name)
-
-    def run_command(self, args, **kwargs):
-        self.calls.append(list(args))
-        return self.results[os.path.basename(args[0])]
-
-    def fail_json(self, **kwargs):
-        raise AssertionError(kwargs)
+DPKG = 'libnvidia-compute-570\t570.133.20-1\tii \nnvidia-driver-570\t570.133.20-1\thi \n'
+CASES = dict((param.values[0]['id'], param.values[0]) for param in load_cases(__file__))
 
 
 def xml(name='handwritten-h100x2-570.xml'):
@@ -51,94 +25,9 @@ def xml(name='handwritten-h100x2-570.xml'):
         return handle.read()
 
 
-def apt_module(smi_result):
-    return FakeModule(
-        {'dpkg-query': '/usr/bin/dpkg-query', 'nvidia-smi': '/usr/bin/nvidia-smi', 'systemctl': '/usr/bin/systemctl'},
-        {'dpkg-query': (0, DPKG, ''), 'nvidia-smi': smi_result, 'systemctl': (0, 'active\n', '')})
-
-
-def loaded(tmp_path, version):
-    path = tmp_path / 'version'
-    if version:
-        path.write_text(version + '\n')
-    return str(path)
-
-
-def test_healthy_node(tmp_path):
-    module = apt_module((0, xml(), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
-    assert result['gpus_present'] is True and result['gpu_count'] == 2 and result['reason'] is None
-    assert result['driver'] == {
-        'installed_version': '570.133.20', 'loaded_version': '570.133.20', 'smi_version': '570.133.20', 'branch': '570',
-        'max_cuda_version': '12.8', 'mismatch': False, 'reload_or_reboot_required': False, 'reload_or_reboot_reason': None}
-    # removed packages ('rc') and unrelated ones are not reported
-    assert sorted(result['packages']) == ['cuda-toolkit-12-8', 'libnvidia-compute-570', 'nvidia-driver-570',
-                                          'nvidia-fabricmanager-570', 'nvidia-utils-570']
-    assert result['fabric_manager'] == {'installed': True, 'version': '570.133.20', 'active': 'active'}
-    assert result['processes'][0]['pid'] == 41234
-    assert ['/usr/bin/nvidia-smi', '-q', '-x'] in module.calls
-
-
-def test_mismatch_after_package_upgrade(tmp_path):
-    module = apt_module((18, MISMATCH, ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '550.127.08'), cuda_root=str(tmp_path))
-    assert result['gpus_present'] is False
-    assert result['nvidia_smi']['state'] == 'driver_library_mismatch'
-    assert result['driver']['mismatch'] is True
-    assert result['driver']['reload_or_reboot_reason'] == 'installed driver 570.133.20 differs from the loaded kernel module 550.127.08'
-    assert 'version mismatch' in result['reason']
-
-
-def test_host_without_driver(tmp_path):
-    module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (0, 'bash\t5.2\tii \n', '')})
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
-    assert result['gpus_present'] is False
-    assert result['reason'].startswith('no NVIDIA driver installed')
-    assert result['driver']['installed_version'] is None and result['driver']['mismatch'] is False
-    assert result['fabric_manager'] == {'installed': False, 'version': None, 'active': None}
-
-
-def test_driver_without_devices(tmp_path):
-    module = apt_module((6, 'No devices were found\n', ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
-    assert result['gpus_present'] is False
-    assert result['nvidia_smi']['state'] == 'no_devices'
-    assert result['reason'] == 'the NVIDIA driver finds no GPU on this host'
-
-
-def test_rpm_host(tmp_path):
-    module = FakeModule({'rpm': '/usr/bin/rpm'}, {'rpm': (0, 'nvidia-driver-libs\t3:570.133.20-1.el9\nkernel\t0:5.14.0-1\n', '')})
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
-    assert result['packages'] == {'nvidia-driver-libs': '3:570.133.20-1.el9'}
-    assert result['driver']['installed_version'] == '570.133.20'
-
-
-def test_package_database_error_is_a_clear_failure(tmp_path):
-    module = FakeModule({'dpkg-query': '/usr/bin/dpkg-query'}, {'dpkg-query': (2, '', 'dpkg: error: database locked')})
-    with pytest.raises(_gpu_info.GpuInfoError, match='Cannot read the package database: dpkg-query failed'):
-        _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
-
-
-def test_package_database_error_fails_the_module_once(mocker, capsys):
-    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, *a, **k: '/usr/bin/' + name)
-    mocker.patch.object(basic.AnsibleModule, 'run_command', return_value=(2, '', 'dpkg: error: database locked'))
-    with patch_module_args({}):
-        with pytest.raises(SystemExit):
-            gpu_info.main()
-    out = json.loads(capsys.readouterr().out)
-    assert out['failed'] is True and out['msg'].startswith('Cannot read the package database')
-
-
-def test_main_is_read_only_in_check_mode(mocker, capsys):
-    results = {'dpkg-query': (0, DPKG, ''), 'nvidia-smi': (0, xml(), ''), 'systemctl': (0, 'active\n', '')}
-    mocker.patch.object(basic.AnsibleModule, 'get_bin_path', side_effect=lambda name, *a, **k: '/usr/bin/' + name)
-    mocker.patch.object(basic.AnsibleModule, 'run_command', side_effect=lambda args, **k: results[os.path.basename(args[0])])
-    with patch_module_args({'_ansible_check_mode': True}):
-        with pytest.raises(SystemExit):
-            gpu_info.main()
-    out = json.loads(capsys.readouterr().out)
-    assert out['changed'] is False
-    assert out['gpu_count'] == 2
+@pytest.mark.parametrize('case', load_cases(__file__))
+def test_case(case, tmp_path, monkeypatch):
+    run_case(gpu_info.main, case, tmp_path, monkeypatch)
 
 
 # Every real capture of the fixtures through the whole module logic: index order, ECC, MIG, processes.
@@ -155,10 +44,11 @@ REAL = {
 
 
 @pytest.mark.parametrize('name', sorted(REAL))
-def test_gather_real_capture(tmp_path, name):
+def test_gather_real_capture(tmp_path, monkeypatch, name):
     want = REAL[name]
-    module = apt_module((0, xml(name), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
+    case = copy.deepcopy(CASES['healthy_node'])
+    case['mocks']['run_command'][1]['out_file'] = 'nvidia_smi/' + name
+    result = run_case(gpu_info.main, dict(case, output={}), tmp_path, monkeypatch)
     assert [g['index'] for g in result['gpus']] == want['indexes']
     assert [g['minor_number'] for g in result['gpus']] == want['minors']
     assert result['mig_enabled'] == want['mig']
@@ -168,30 +58,11 @@ def test_gather_real_capture(tmp_path, name):
     assert result['nvidia_smi']['dtd'] in ('v9', 'v11', 'v12', 'v13')
 
 
-def test_uncorrectable_ecc_named_with_gpu_and_count(tmp_path):
-    module = apt_module((0, xml(), ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
-    assert result['ecc_problems'] == ['GPU 0 (00000000:18:00.0, GPU-0a1b2c3d-1111-2222-3333-444455556666) has uncorrectable ECC errors: 1 aggregate']
-
-
-def test_processes_unknown_when_nvidia_smi_fails(tmp_path):
-    module = apt_module((15, 'Unable to determine the device handle for GPU 00000000:18:00.0: Unknown Error\n', ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, '570.133.20'), cuda_root=str(tmp_path))
-    assert result['processes'] is None
-    assert result['unknown'] == ['nvidia-smi failed (error): GPUs, ECC counts, MIG and GPU processes are not known']
-
-
-def test_no_module_loaded_means_no_processes(tmp_path):
-    module = apt_module((9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", ''))
-    result = _gpu_info.gather(module, sysfs_version_path=loaded(tmp_path, None), cuda_root=str(tmp_path))
-    assert result['processes'] == [] and result['unknown'] == []
-
-
 # ---- generated bad input: fail_json with a message, never a traceback ------------------------------------
 from hypothesis import given  # noqa: E402  (kept next to the property tests it serves)
 from hypothesis import strategies as st  # noqa: E402
 
-from fuzz import FUZZ_SETTINGS, JUNK, run_module  # noqa: E402
+from fuzz import FUZZ_SETTINGS, JUNK_WITH_INFINITY, run_module  # noqa: E402
 
 
 def _smi_commands(xml_text, rc=0):
@@ -206,7 +77,7 @@ def _smi_commands(xml_text, rc=0):
 
 
 @FUZZ_SETTINGS
-@given(args=st.dictionaries(st.sampled_from(['name', 'gpus', 'filter', '_ansible_check_mode', 'index']), JUNK, max_size=3))
+@given(args=st.dictionaries(st.sampled_from(['name', 'gpus', 'filter', '_ansible_check_mode', 'index']), JUNK_WITH_INFINITY, max_size=3))
 def test_fuzz_gpu_info_arguments(tmp_path, args):
     result = run_module(gpu_info.main, args, allowed_root=tmp_path, commands=_smi_commands(xml()))
     if not result.get('failed'):

@@ -2,24 +2,32 @@
 # Copyright (c) onprem_ai.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""nvidia_driver's argument handling under generated bad input: fail_json with a message, never a traceback."""
+"""nvidia_driver through its main(): the cases of test_nvidia_driver_module.yaml (commands and results as data), and the
+argument handling under generated bad input (fail_json with a message, never a traceback)."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given
 
 from ansible.module_utils.common.sys_info import get_distribution, get_distribution_version
 from ansible_collections.onprem_ai.maintenance.plugins.modules import nvidia_driver
 
 from fuzz import FUZZ_SETTINGS, mutated_args, run_module
+from helper import load_cases, run_case
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
-VALID = {'version': '570', 'state': 'present', 'kernel_module': 'proprietary', 'package_layout': 'auto', 'fabricmanager': 'auto',
-         'hold': True, 'stop_services': [], 'stop_timeout': 1, 'reload': True, 'check_kernel_headers': True,
-         'minor_version_compatibility': False, 'allow_unknown_gpu': False, 'update_cache': False}
+VALID = dict(((name, option.get('default')) for name, option in nvidia_driver.ARGUMENT_SPEC.items() if name != 'state_dir'),
+             version='570', stop_timeout=1)
 KEYS = sorted(set(VALID) | {'state_dir', 'bogus_option'})
+
+
+@pytest.mark.parametrize('case', load_cases(__file__))
+def test_case(case, tmp_path, monkeypatch):
+    run_case(nvidia_driver.main, case, tmp_path, monkeypatch)
+
 
 # distro runs lsb_release once (stdout to /dev/null, which the harness's write guard would report) and caches
 # the answer: ask once here, outside the guard.
@@ -41,7 +49,7 @@ def _commands(argv, **kwargs):
 
 
 @FUZZ_SETTINGS
-@given(args=mutated_args(VALID, KEYS))
+@given(args=mutated_args(VALID, KEYS, infinity=True))
 def test_fuzz_nvidia_driver_arguments(tmp_path, args):
     if 'state_dir' not in args or not isinstance(args.get('state_dir'), str):
         args['state_dir'] = str(tmp_path / 'state')
