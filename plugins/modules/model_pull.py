@@ -234,7 +234,7 @@ options:
       - A JSON file where the run writes its progress (state V(running), V(done) or V(failed), phase, bytes done and
         total, rate, ETA and a C(line) for people), atomically, mode C(0600), every O(progress_interval) seconds and
         at each phase. It holds the model name, version and phase, never a URL or a credential.
-      - For long pulls run with C(async): the C(onprem_ai.maintenance.models) role polls it and prints the progress.
+      - For long pulls run with C(async); the C(onprem_ai.maintenance.models) role polls it and prints the progress.
       - Also written in check mode and on failure (V(failed)).
     type: path
   progress_interval:
