@@ -134,20 +134,22 @@ def pull_hf(puller, version, selection, record, current, previous_version):
 @contextlib.contextmanager
 def hub_environment(http):
     """huggingface_hub's HTTP client reads the proxy and CA settings from the environment: set them for the call (the
-    proxies of the client, and a bundle of the system's certificates plus the extra CA bundle)."""
+    proxies of the client, and one bundle of the system's certificates, the bundles the environment named, and the
+    extra CA bundle)."""
     with proxy_environment(http.proxies):
         if not http.ca_path or not http.validate_certs:
             yield
             return
         with tempfile.TemporaryDirectory(prefix='model_pull-ca.') as tmp:
             bundle = os.path.join(tmp, 'ca-bundle.pem')
+            names = ('REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE', 'CURL_CA_BUNDLE')
             system = ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+            sources = [system] + [os.environ.get(n) for n in names] + [http.ca_path]
             with open(bundle, 'wb') as out:
-                for path in (system, http.ca_path):
+                for path in sorted(set(p for p in sources if p), key=sources.index):
                     if path and os.path.isfile(path):
                         with open(path, 'rb') as handle:
                             out.write(handle.read().rstrip(b'\n') + b'\n')
-            names = ('REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE', 'CURL_CA_BUNDLE')
             saved = dict((n, os.environ.get(n)) for n in names)
             os.environ.update((n, bundle) for n in names)
             try:

@@ -297,3 +297,19 @@ def test_progress_is_counted_in_the_transfer_loops(tmp_path, origin, monkeypatch
         ModelPull(params(tmp_path / str(splice), url=origin.base + '/m.bin', sha256=sha(A)), http_client=client,
                   free_space=lambda p: 10 ** 12).run()
     assert seen == [len(A), len(A)]
+
+
+def test_huggingface_hub_gets_the_proxies_and_a_bundle_with_the_site_ca(tmp_path, monkeypatch):
+    """huggingface_hub's HTTP client reads proxies and CA bundles from the environment: set for its calls, then restored."""
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _huggingface as hf  # pylint: disable=import-outside-toplevel
+    ca_path, dummy = site_ca_and_server_context(tmp_path)
+    monkeypatch.setenv('SSL_CERT_FILE', '/before')
+    before = os.environ.get('REQUESTS_CA_BUNDLE')
+    client = HttpClient(proxies={'https_proxy': 'http://127.0.0.1:3128', 'no_proxy': 'localhost'}, ca_path=ca_path)
+    with hf.hub_environment(client):
+        assert os.environ['https_proxy'] == 'http://127.0.0.1:3128' and os.environ['no_proxy'] == 'localhost'
+        bundle = open(os.environ['REQUESTS_CA_BUNDLE']).read()
+        assert os.environ['SSL_CERT_FILE'] == os.environ['REQUESTS_CA_BUNDLE']
+        assert open(ca_path).read().strip() in bundle and bundle.count('BEGIN CERTIFICATE') > 1  # the system's too
+    assert os.environ['SSL_CERT_FILE'] == '/before' and os.environ.get('REQUESTS_CA_BUNDLE') == before
+    assert 'https_proxy' not in os.environ
