@@ -574,7 +574,7 @@ class HttpClient(object):
             try:
                 with proxy_environment(self.proxies):
                     return Request().open(method, current, data=data, headers=merged, timeout=self.timeout,
-                                          follow_redirects='none', use_netrc=False, context=self.context)
+                                          follow_redirects='none', context=self.context)
             except urllib.error.HTTPError as exc:
                 if exc.code not in REDIRECT_CODES:
                     raise
