@@ -498,23 +498,33 @@ def parse_content_range(value):
 
 
 @contextlib.contextmanager
+def environment(values, clear=()):
+    """This process's environment with `values` set (empty ones left out) and the names in `clear` removed, restored
+    afterwards (urllib and huggingface_hub read proxies and CA bundles from it when they open a connection)."""
+    names = set(values) | set(clear)
+    saved = dict((n, os.environ.get(n)) for n in names)
+    for name in names:
+        os.environ.pop(name, None)
+    os.environ.update((k, v) for k, v in values.items() if v)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def proxy_environment(proxies):
     """The proxy variables of this process set to `proxies` ({'http_proxy': ..., 'https_proxy': ..., 'no_proxy': ...},
     upper-case names removed) while a request is opened: urllib reads them then. None: the environment as it is."""
     if proxies is None:
         yield
         return
-    names = [n for p in PROXY_VARIABLES for n in (p, p.upper())]
-    saved = dict((n, os.environ[n]) for n in names if n in os.environ)
-    for name in names:
-        os.environ.pop(name, None)
-    os.environ.update((k, v) for k, v in proxies.items() if v)
-    try:
+    with environment(proxies, clear=[n for p in PROXY_VARIABLES for n in (p, p.upper())]):
         yield
-    finally:
-        for name in names:
-            os.environ.pop(name, None)
-        os.environ.update(saved)
 
 
 def proxy_secrets(proxies=None):

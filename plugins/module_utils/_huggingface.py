@@ -22,7 +22,7 @@ import threading
 import traceback
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import (
-    ModelCorrupt, ModelError, ModelInvalid, ModelNetworkError, proxy_environment)
+    ModelCorrupt, ModelError, ModelInvalid, ModelNetworkError, environment, proxy_environment)
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_store import CHUNK
 
 try:
@@ -150,16 +150,8 @@ def hub_environment(http):
                     if path and os.path.isfile(path):
                         with open(path, 'rb') as handle:
                             out.write(handle.read().rstrip(b'\n') + b'\n')
-            saved = dict((n, os.environ.get(n)) for n in names)
-            os.environ.update((n, bundle) for n in names)
-            try:
+            with environment(dict((n, bundle) for n in names)):
                 yield
-            finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
 
 
 def bytes_under(path):
