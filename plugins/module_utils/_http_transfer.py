@@ -566,8 +566,16 @@ class HttpClient(object):
         self.proxies = dict(proxies) if proxies is not None else None
         self.redact.add(*proxy_secrets(self.proxies))
         self.ca_path = ca_path
-        self.context = tls_context(validate_certs, ca_path)
+        # loading the system's certificates takes ~20 ms: only for a run that opens a connection (checked at once with
+        # ca_path, so that an unreadable bundle fails before anything is done); one context for all its requests
+        self._context = tls_context(validate_certs, ca_path) if ca_path and validate_certs else None
         self.progress = progress if progress is not None else Progress(None)
+
+    @property
+    def context(self):
+        if self._context is None:
+            self._context = tls_context(self.validate_certs, self.ca_path)
+        return self._context
 
     def safe(self, url):
         return self.redact(redact_url(url))
