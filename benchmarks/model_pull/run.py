@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import HttpClient
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / 'tests' / 'lab' / 'model_sources' / 'model_source_server.py'

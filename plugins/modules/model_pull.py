@@ -207,6 +207,41 @@ options:
       - Verify TLS certificates.
     type: bool
     default: true
+  ca_path:
+    description:
+      - An extra CA bundle (PEM file on the target) trusted besides the system's certificates, for a site mirror or a
+        TLS-inspecting proxy (the collection-wide C(onprem_ai_ca_bundle)). V(hf) is given a bundle of both.
+    type: path
+  http_proxy:
+    description:
+      - Proxy for C(http://) URLs (C(http://[user:password@]host:port)). When any of O(http_proxy), O(https_proxy) or
+        O(no_proxy) is given, they replace the C(http_proxy), C(https_proxy) and C(no_proxy) environment of the target;
+        otherwise that environment applies (urllib's rules).
+      - The proxy's credentials are sent to the proxy only (C(Proxy-Authorization), on the C(CONNECT) of an https
+        tunnel) and masked in every message and result. Credentials of the source (O(token), O(headers)) still go to the
+        origin of the URL given only.
+    type: str
+  https_proxy:
+    description:
+      - Proxy for C(https://) URLs (an https tunnel through C(CONNECT)); see O(http_proxy).
+    type: str
+  no_proxy:
+    description:
+      - Comma-separated host names, domains or addresses reached without the proxy; see O(http_proxy).
+    type: str
+  progress_file:
+    description:
+      - A JSON file where the run writes its progress (state V(running), V(done) or V(failed), phase, bytes done and
+        total, rate, ETA and a C(line) for people), atomically, mode C(0600), every O(progress_interval) seconds and
+        at each phase. It holds the model name, version and phase, never a URL or a credential.
+      - For long pulls run with C(async); the C(onprem_ai.maintenance.models) role polls it and prints the progress.
+      - Also written in check mode and on failure (V(failed)).
+    type: path
+  progress_interval:
+    description:
+      - Seconds between two writes of O(progress_file) (1 to 3600).
+    type: int
+    default: 5
   timeout:
     description:
       - Seconds to wait for the server on each request (1 to 86400).
@@ -265,6 +300,19 @@ EXAMPLES = r'''
     allow_patterns: ["*.json", "*.safetensors", "tokenizer*"]
     endpoint: https://hf-mirror.example.internal
     token: "{{ vault_hf_token }}"
+
+- name: A long pull through the site proxy, with progress for an async poll loop
+  onprem_ai.maintenance.model_pull:
+    name: llama-3-70b
+    version: r1
+    url: https://mirror.example.internal/llama-3-70b/r1/model.gguf
+    sha256: "{{ llama70_sha }}"
+    https_proxy: http://proxy.example.internal:3128
+    no_proxy: localhost,127.0.0.1,.example.internal
+    ca_path: /etc/pki/site-ca.pem
+    progress_file: /var/lib/onprem_ai/models/.progress-llama-3-70b.json
+  async: 86400
+  poll: 0
 
 - name: An Ollama model under a versioned tag, served as llama3-prod:latest
   onprem_ai.maintenance.model_pull:
@@ -335,57 +383,42 @@ removed_versions:
   returned: success
   type: list
   elements: str
+error_kind:
+  description:
+    - Why the run failed, for automation - V(invalid) (an option), V(refused) (contradicts the store, e.g. an immutable
+      version), V(corrupt) (a checksum or size mismatch, a damaged version), V(network), V(no_space), V(busy) (another
+      run holds the lock), V(unreadable) / V(unwritable) (the record), V(io), V(missing_library), V(internal) (a bug).
+  returned: failure
+  type: str
+  sample: corrupt
 duration:
   description: Seconds the run took.
   returned: always
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+import os
 
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HAS_HF, HF_IMPORT_ERROR, HttpClient, ModelError, ModelPull
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._model_transfer import (
-    clean_headers, clean_token, parse_headers, url_secrets)
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import Progress, Redactor
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull, client_for, model_secrets
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
 
 
-class _Module(AnsibleModule):
-    """Two gaps of ansible-core (2.19) closed for this module:
-    - every no_log value is dropped when a sub-option value is malformed (files: false): the TypeError of
-      _list_no_log_values discards the whole set, and __init__ then fails with the token and headers in the invocation;
-      whatever the failure, the values of the secret options and the credentials of URLs are masked here;
-    - an int option given as an infinite float (timeout: .inf) raises OverflowError out of the validation (a traceback)."""
-
-    def __init__(self, *args, **kwargs):
-        try:
-            super().__init__(*args, **kwargs)
-        except OverflowError:
-            self.fail_json(msg='an integer option (keep, timeout, retries, size, free_space_margin, lock_timeout, max_workers) '
-                               'holds an infinite number: give a whole number')
+class ModelPullModule(OnpremModule):
+    def extra_secrets(self, params):
+        return model_secrets(params)
 
     def fail_json(self, msg, **kwargs):
+        # also when ansible-core refuses the arguments, before main() runs: the role's poll loop ends on it
         params = self.params if isinstance(getattr(self, 'params', None), dict) else {}
-        for key in ('token', 'headers'):
-            self.no_log_values.update(leaf_strings(params.get(key)))
-        files = params.get('files') if isinstance(params.get('files'), list) else []
-        for url in [params.get('url'), params.get('endpoint'), params.get('ollama_url')] + [
-                f.get('url') for f in files if isinstance(f, dict)]:
-            if isinstance(url, str):
-                self.no_log_values.update(url_secrets(url))
+        if isinstance(params.get('progress_file'), str) and not os.path.exists(params['progress_file']):
+            Progress(params['progress_file'], 5, str(params.get('name')), str(params.get('version'))).finish(ok=False)
         super().fail_json(msg, **kwargs)
 
 
-def leaf_strings(value):
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in leaf_strings(v)]
-    if isinstance(value, (list, tuple, set)):
-        return [s for v in value for s in leaf_strings(v)]
-    if value is None or isinstance(value, bool) or not str(value).strip():
-        return []
-    return [str(value), str(value).strip()]
-
-
 def main():
-    module = _Module(
+    module = ModelPullModule(
         argument_spec=dict(
             token=dict(type='str', no_log=True),
             headers=dict(type='raw', no_log=True),
@@ -418,9 +451,15 @@ def main():
             verify=dict(type='str', default='quick', choices=['quick', 'full']),
             free_space_margin=dict(type='int', default=256),
             validate_certs=dict(type='bool', default=True),
+            ca_path=dict(type='path'),
+            http_proxy=dict(type='str'),
+            https_proxy=dict(type='str'),
+            no_proxy=dict(type='str'),
             timeout=dict(type='int', default=60),
             retries=dict(type='int', default=3),
             lock_timeout=dict(type='int', default=3600),
+            progress_file=dict(type='path'),
+            progress_interval=dict(type='int', default=5),
         ),
         required_if=[('state', 'present', ['version'])],
         required_by={'sha256': 'url'},
@@ -428,55 +467,26 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    secrets = collect_secrets(module, params)
-    client = HttpClient(validate_certs=params['validate_certs'], secrets=secrets)
+    redact = Redactor(module.extra_secrets(params))
+    module.no_log_values.update(redact.values)
     puller = None
+    progress = Progress(params['progress_file'], params['progress_interval'], params['name'], params['version'])
     try:
-        headers = clean_headers(parse_headers(params['headers']))
-        # the values of a headers string become secrets only once parsed: register them before anything is returned
-        secrets.extend(v for v in headers.values() if v)
-        token = clean_token(params['token'])
-        if token:
-            secrets.append(token)
-            headers['Authorization'] = 'Bearer %s' % token
-        register(module, secrets)
-        client = HttpClient(headers=headers, validate_certs=params['validate_certs'], timeout=params['timeout'],
-                            retries=params['retries'], secrets=secrets)
-        params = dict(params, token=token, headers=headers)
-        if params['source'] == 'hf' and params['state'] == 'present' and not HAS_HF:
-            module.fail_json(msg=missing_required_lib('huggingface_hub'), exception=HF_IMPORT_ERROR)
+        client, params = client_for(params, redact, progress)
+        module.no_log_values.update(redact.values)
         puller = ModelPull(params, check_mode=module.check_mode, http_client=client)
         result = puller.run()
-    except (ModelError, OSError) as exc:
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # an OnpremError gives its message and error_kind; anything else is reported without a traceback (which could
+        # quote a header or a URL); every known secret is masked
         for warning in (puller.warnings if puller else []):
             module.warn(warning)
-        module.fail_json(msg=client.redact(exc), name=params['name'], version=params['version'])
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        # never a raw traceback (it could quote a header or a URL): the type and the redacted message
-        module.fail_json(msg=client.redact('model_pull failed unexpectedly: %s: %s (please report it)' % (type(exc).__name__, exc)),
-                         name=params['name'], version=params['version'])
+        progress.finish(ok=False)  # the role's poll loop ends on it, whatever failed
+        module.no_log_values.update(redact.values)
+        module.fail_json(**failure(exc, redact, 'model_pull'))
     for warning in result.pop('warnings'):
         module.warn(warning)
     module.exit_json(**result)
-
-
-def collect_secrets(module, params):
-    """Credentials hidden in URLs (user:password, presigned query strings) and the raw token, masked everywhere."""
-    secrets = [params['token']] if params['token'] else []
-    if params['token']:
-        secrets.append(str(params['token']).strip())
-    urls = [params['url'], params['endpoint'], params['ollama_url']]
-    urls += [f.get('url') for f in params['files'] or [] if isinstance(f, dict)]
-    for url in urls:
-        if isinstance(url, str):
-            secrets.extend(url_secrets(url))
-    register(module, secrets)
-    return secrets
-
-
-def register(module, secrets):
-    """Ansible masks these strings (also inside longer strings) in everything the module returns."""
-    module.no_log_values.update(s for s in secrets if isinstance(s, str) and s.strip())
 
 
 if __name__ == '__main__':

@@ -67,6 +67,17 @@ def test_concurrent_pulls_left_one_verified_current(host):
     assert json.loads(manifest.content_string)['files'][0]['sha256'] == host.file(SOURCE + '/v1/model.bin').sha256sum
 
 
+def test_two_playbooks_at_once_left_one_verified_current(host):
+    store = '/var/lib/onprem_ai/models/concurrent-playbooks'
+    link = host.file(store + '/current')
+    assert link.is_symlink and link.linked_to == store + '/v1'
+    source = host.file(SOURCE + '/v1/model.bin').sha256sum
+    assert host.file(store + '/v1/model.bin').sha256sum == source
+    assert json.loads(host.file(store + '/v1/.manifest.json').content_string)['files'][0]['sha256'] == source
+    assert host.check_output('find %s/.staging -type f | wc -l' % store) == '0'
+    assert json.loads(host.file(store + '/state.json').content_string)['versions'] == ['v1']
+
+
 def test_no_store_damage_from_refused_names(host):
     for name in ('state.json', 'v1.partial'):
         assert not host.file('%s/%s' % (STORE, name)).is_directory

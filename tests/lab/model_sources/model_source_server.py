@@ -288,12 +288,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if cut is not None and index >= cut:
                 self.close_connection = True
                 return None
+            if line.get('status') == 'success' and entry is not None:
+                self.install(name, entry)  # as Ollama: the manifest is written before `success` is sent
             data = (json.dumps(line) + '\n').encode()
             self.wfile.write(b'%x\r\n%s\r\n' % (len(data), data))
             self.wfile.flush()
             time.sleep(0.01)
-        if entry is not None:
-            self.install(name, entry)
         self.wfile.write(b'0\r\n\r\n')
         return None
 

@@ -13,8 +13,10 @@ import threading
 
 import pytest
 
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _model_store as store_module
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _models as models
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelError, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import HttpClient, ModelError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull
 
 WEIGHTS_V1 = os.urandom(3 * 1024 * 1024 + 17)
 WEIGHTS_V2 = os.urandom(2 * 1024 * 1024 + 5)
@@ -159,7 +161,8 @@ def test_several_files_with_paths(tmp_path, server):
 def test_noop_rerun_is_fast_and_reads_no_file(tmp_path, server, monkeypatch):
     pull(tmp_path, server, **v1(server))
     server.requests.clear()
-    monkeypatch.setattr(models, 'sha256_file', lambda path: pytest.fail('re-hashed %s' % path))
+    for where in (models, store_module):
+        monkeypatch.setattr(where, 'sha256_file', lambda path: pytest.fail('re-hashed %s' % path))
     result = pull(tmp_path, server, **v1(server))
     assert not result['changed'] and result['bytes_transferred'] == 0
     assert server.requests == []
@@ -225,7 +228,7 @@ def test_disk_space_uses_statvfs(tmp_path, server, monkeypatch):
     class Stat(object):
         f_bavail = 10
         f_frsize = 4096
-    monkeypatch.setattr(models.os, 'statvfs', lambda path: Stat())
+    monkeypatch.setattr(store_module.os, 'statvfs', lambda path: Stat())
     client = HttpClient(retries=0, timeout=5)
     with pytest.raises(ModelError, match='not enough disk space'):
         ModelPull(params(tmp_path, **v1(server)), http_client=client).run()
@@ -267,11 +270,11 @@ def test_previous_rolls_back_and_gc_keeps_n(tmp_path, server):
     # a third version with keep=1: v2 stays (previous), nothing older exists
     server.files['/v3/model.bin'] = CONFIG
     pull(tmp_path, server, version='v3', url=server.base + '/v3/model.bin', sha256=sha(CONFIG))
-    versions = sorted(models.ModelStore(str(tmp_path / 'models'), 'llama').versions())
+    versions = sorted(store_module.ModelStore(str(tmp_path / 'models'), 'llama').versions())
     assert versions == ['v1', 'v3']  # v2 was the oldest besides the previous (v1): collected
     result = pull(tmp_path, server, version='v4', url=server.base + '/v1/config.json', sha256=sha(CONFIG), keep=0)
     assert result['removed_versions'] == ['v3'] or result['removed_versions'] == ['v1', 'v3']
-    assert models.ModelStore(str(tmp_path / 'models'), 'llama').versions() == ['v4']
+    assert store_module.ModelStore(str(tmp_path / 'models'), 'llama').versions() == ['v4']
 
 
 def test_switch_back_to_present_version_without_download(tmp_path, server):
@@ -317,7 +320,7 @@ def test_invalid_input(tmp_path, kwargs, message):
 
 
 def test_switch_is_a_rename_of_a_symlink(tmp_path):
-    store = models.ModelStore(str(tmp_path), 'm')
+    store = store_module.ModelStore(str(tmp_path), 'm')
     os.makedirs(store.version_dir('a'))
     os.makedirs(store.version_dir('b'))
     store.switch('a')

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _model_transfer as transfer
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _models as models
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelError, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _http_transfer as transfer
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _model_store as store_module
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import HttpClient, ModelError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull
 
 A = os.urandom(3 * 1024 * 1024 + 11)
 B = os.urandom(3 * 1024 * 1024 + 11)
@@ -304,8 +305,8 @@ def test_a_complete_partial_is_rehashed_from_disk(tmp_path, server):
     server.files['/m.bin'] = A
     staging(tmp_path).mkdir(parents=True)
     (staging(tmp_path) / 'm.bin.partial').write_bytes(A[:-1] + b'?')
-    transfer.write_private_json(str(staging(tmp_path) / 'm.bin.partial.meta'),
-                                {'url': server.base + '/m.bin', 'etag': '"%s"' % sha(A)[:16], 'sha256': sha(A), 'size': len(A)})
+    store_module.write_private_json(str(staging(tmp_path) / 'm.bin.partial.meta'),
+                                    {'url': server.base + '/m.bin', 'etag': '"%s"' % sha(A)[:16], 'sha256': sha(A), 'size': len(A)})
     with pytest.raises(ModelError, match='checksum mismatch'):
         pull(tmp_path, files=[{'url': server.base + '/m.bin', 'sha256': sha(A), 'size': len(A)}])
     assert not os.path.lexists(str(store(tmp_path) / 'current'))
@@ -324,7 +325,7 @@ def test_reserved_or_unsafe_version_names_are_refused(tmp_path, server, version)
 
 @pytest.mark.parametrize('version', ['v1', '2026-11-01', '1.0+cu12', 'a09a3545', 'R_2'])
 def test_ordinary_version_names_pass(version):
-    models.check_version_name(version)
+    store_module.check_version_name(version)
 
 
 def test_state_json_version_cannot_break_the_store(tmp_path, server):
@@ -446,7 +447,7 @@ def test_ranges_are_checked_before_any_change(tmp_path, server, key, value):
 
 def test_a_second_run_waits_for_the_lock_then_is_a_no_op(tmp_path, server):
     server.files['/m.bin'] = A
-    holder = transfer.StoreLock(str(tmp_path / 'models'), 'llama')
+    holder = store_module.StoreLock(str(tmp_path / 'models'), 'llama')
     with holder:
         with pytest.raises(ModelError, match='holds .*llama.lock.*pid %d' % os.getpid()):
             pull(tmp_path, url=server.base + '/m.bin', sha256=sha(A), lock_timeout=0)
@@ -457,7 +458,8 @@ def test_a_second_run_waits_for_the_lock_then_is_a_no_op(tmp_path, server):
 CHILD = r'''
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelError, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import HttpClient, ModelError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull
 params = json.loads(sys.argv[2])
 try:
     result = ModelPull(params, http_client=HttpClient(timeout=30, retries=0)).run()
@@ -492,3 +494,10 @@ def test_two_processes_pulling_the_same_version_end_with_one_verified_current(tm
     assert os.readlink(str(store(tmp_path) / 'current')) == 'v1'
     assert (store(tmp_path) / 'current' / 'm.bin').read_bytes() == A
     assert not list((store(tmp_path) / '.staging').rglob('*.partial'))
+
+
+def test_an_empty_file_is_pulled_and_verified(tmp_path, server):
+    """A zero-byte file (announced as 0 bytes) used to fail with ENOENT on the .partial that was never written."""
+    server.files['/empty.txt'] = b''
+    result = pull(tmp_path, url=server.base + '/empty.txt', sha256=sha(b''))
+    assert result['changed'] and (store(tmp_path) / 'v1' / 'empty.txt').read_bytes() == b''

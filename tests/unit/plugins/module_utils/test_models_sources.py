@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _models as models
-from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import HttpClient, ModelError, ModelPull
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _huggingface as hf
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._http_transfer import HttpClient, ModelError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._models import ModelPull
 
 SERVER = Path(__file__).resolve().parents[4] / 'tests' / 'lab' / 'model_sources' / 'model_source_server.py'
 SPEC = importlib.util.spec_from_file_location('model_source_server', str(SERVER))
@@ -191,6 +192,6 @@ def test_hf_bad_token_clear_error_without_token(tmp_path, root, hub_env):
 
 
 def test_hf_missing_library_reported(tmp_path, server, monkeypatch):
-    monkeypatch.setattr(models, 'HAS_HF', False)
+    monkeypatch.setattr(hf, 'HAS_HF', False)
     with pytest.raises(ModelError, match='huggingface_hub'):
         run(tmp_path, server, **hf_params(server))

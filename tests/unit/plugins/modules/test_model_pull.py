@@ -19,7 +19,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem_ai.maintenance.plugins.modules import model_pull
 
-from fuzz import FUZZ_SETTINGS, JUNK, mutated_args, run_module
+from fuzz import FUZZ_SETTINGS, JUNK_WITH_INFINITY, mutated_args, run_module
 from lab_source import mss
 
 
@@ -121,17 +121,48 @@ def test_state_json_version_is_refused(capsys, tmp_path, source):
     assert out['failed'] and 'not usable as a directory name' in out['msg']
 
 
+def test_proxy_password_is_masked_and_the_progress_file_says_failed(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              http_proxy='http://u:proxy-pw-9999@127.0.0.1:9', retries=0, timeout=2, progress_file=str(progress))
+    assert out['failed'] and out['error_kind'] == 'network' and 'proxy-pw-9999' not in out['_text']
+    assert json.loads(progress.read_text())['state'] == 'failed'
+
+
+def test_progress_file_says_failed_when_the_options_are_refused(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              headers={'X-Bad': 'a\nb'}, progress_file=str(progress))
+    assert out['failed'] and out['error_kind'] == 'invalid'
+    assert json.loads(progress.read_text())['state'] == 'failed'
+
+
+def test_progress_file_says_failed_when_ansible_refuses_the_arguments(capsys, tmp_path):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url='http://127.0.0.1:9/m.bin', sha256=SHA, keep='many', progress_file=str(progress))
+    assert out['failed'] and json.loads(progress.read_text())['state'] == 'failed'
+
+
+def test_progress_file_of_a_pull(capsys, tmp_path, source):
+    progress = tmp_path / 'progress.json'
+    out = run(capsys, name='m', version='v1', url=source['open'] + '/files/m.bin', sha256=SHA, dest_root=str(tmp_path / 'store'),
+              progress_file=str(progress), progress_interval=1)
+    data = json.loads(progress.read_text())
+    assert out['changed'] and data['state'] == 'done' and data['bytes_done'] == len(DATA)
+
+
 # -- property test: generated bad input ----------------------------------------------------------------------
 
 VALID = {'name': 'm', 'version': 'v1', 'url': 'http://127.0.0.1:9/m.bin', 'sha256': SHA, 'token': TOKEN,
          'headers': {'X-Api-Key': HEADER_SECRET}, 'keep': 1, 'timeout': 2, 'retries': 0, 'free_space_margin': 0,
          'lock_timeout': 0}
 KEYS = ['name', 'version', 'url', 'sha256', 'files', 'keep', 'free_space_margin', 'timeout', 'retries', 'lock_timeout',
-        'state', 'source', 'headers', 'size', 'max_workers', 'verify', 'activate', 'serving_tag', 'ollama_url', 'endpoint']
+        'state', 'source', 'headers', 'size', 'max_workers', 'verify', 'activate', 'serving_tag', 'ollama_url', 'endpoint',
+        'http_proxy', 'https_proxy', 'no_proxy', 'ca_path', 'progress_interval']
 
 
 @FUZZ_SETTINGS
-@given(args=mutated_args(VALID, KEYS))
+@given(args=mutated_args(VALID, KEYS, infinity=True))
 @example(args=dict(VALID, files=False))
 @example(args=dict(VALID, url='not a url'))
 @example(args=dict(VALID, url='file:///etc/passwd'))
@@ -153,7 +184,7 @@ def test_generated_bad_input_fails_cleanly(tmp_path, args):
 
 
 @FUZZ_SETTINGS
-@given(token=st.text(min_size=1, max_size=30), headers=JUNK)
+@given(token=st.text(min_size=1, max_size=30), headers=JUNK_WITH_INFINITY)
 @example(token='\n', headers=None)
 @example(token='\r\nX: 1', headers=None)
 @example(token='x', headers='X-Api-Key=' + HEADER_SECRET)
@@ -166,8 +197,9 @@ def test_generated_tokens_and_headers_never_leak(tmp_path, token, headers):
 
 
 @FUZZ_SETTINGS
-@given(files=st.lists(st.dictionaries(st.sampled_from(['url', 'sha256', 'path', 'size']), JUNK, max_size=4), max_size=3))
+@given(files=st.lists(st.dictionaries(st.sampled_from(['url', 'sha256', 'path', 'size']), JUNK_WITH_INFINITY, max_size=4), max_size=3))
 @example(files=[{'size': float('-inf')}])
+@example(files=[{'url': 'http://127.0.0.1:9/m.bin', 'sha256': SHA, 'size': float('inf')}])
 @example(files=False)
 def test_generated_files_fail_cleanly(tmp_path, files):
     args = dict(VALID, dest_root=str(tmp_path / 'store'), files=files)
