@@ -17,12 +17,15 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-# Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them.
+# Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them
+# but those in MOLECULE_BESIDE.
 MOLECULE_JOBS ?= 2
 # gateway_rolling asserts 0 failed / 0 truncated requests under load: not yet measured beside another
-# scenario on 2 cores, so it runs alone.
+# scenario on 2 cores, so it runs alone. To try it beside light ones:
+#   make molecule MOLECULE_BESIDE="lab_driver_reboot gpu_stack cuda_toolkit"
 MOLECULE_ALONE ?= gateway_rolling
-export MOLECULE_JOBS MOLECULE_ALONE
+MOLECULE_BESIDE ?=
+export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
 
 .PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean

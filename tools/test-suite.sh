@@ -4,7 +4,8 @@
 # prepared node image) stops the run, since everything after needs it; the checks (lint, sanity, unit,
 # site, molecule) all run and any failure fails the run.
 #
-#   tools/test-suite.sh            (MAKE, MOLECULE_SCENARIOS, MOLECULE_JOBS, MOLECULE_ALONE from make)
+#   tools/test-suite.sh            (MAKE, MOLECULE_SCENARIOS, MOLECULE_JOBS, MOLECULE_ALONE, MOLECULE_BESIDE
+#                                   from make)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
