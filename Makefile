@@ -22,7 +22,7 @@ MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard mol
 MOLECULE_JOBS ?= 2
 # gateway_rolling asserts 0 failed / 0 truncated requests under load: not yet measured beside another
 # scenario on 2 cores, so it runs alone. To try it beside light ones:
-#   make molecule MOLECULE_BESIDE="lab_driver_reboot gpu_stack cuda_toolkit"
+#     make molecule MOLECULE_BESIDE="lab_driver_reboot gpu_stack cuda_toolkit"
 MOLECULE_ALONE ?= gateway_rolling
 MOLECULE_BESIDE ?=
 export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
