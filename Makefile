@@ -17,19 +17,22 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-# Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them.
+# Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them
+# but those in MOLECULE_BESIDE.
 MOLECULE_JOBS ?= 2
 # gateway_rolling asserts 0 failed / 0 truncated requests under load: not yet measured beside another
-# scenario on 2 cores, so it runs alone.
+# scenario on 2 cores, so it runs alone. To try it beside light ones:
+#     make molecule MOLECULE_BESIDE="lab_driver_reboot gpu_stack cuda_toolkit"
 MOLECULE_ALONE ?= gateway_rolling
-export MOLECULE_JOBS MOLECULE_ALONE
+MOLECULE_BESIDE ?=
+export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
 
-.PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-up lab-down demo lint sanity unit site molecule test clean
+.PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-up lab-down lint sanity unit site molecule clean"
+	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down lint sanity unit site molecule clean"
 
 $(VENV)/.installed: requirements.txt tools/ensure-host.sh
 	tools/ensure-host.sh
@@ -56,14 +59,19 @@ lab-repo: host
 lab-wheelhouse: host lab-image
 	tests/lab/image/wheelhouse.sh $(LAB_DIR)/wheelhouse
 
-lab-up: venv collection lab-image lab-repo lab-wheelhouse
+# A GPU node provisioned once (driver 550, CUDA 12.4, lab programs), committed and cached by input hash
+# (tests/lab/image/prepared.sh): the scenarios' and the lab's GPU nodes start from it.
+lab-node-prepared: venv lab-image lab-repo
+	tests/lab/image/prepared.sh
+
+lab-up: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
 	ansible-playbook tests/lab/lab.yml -e lab_state=present
 
 lab-down: venv collection
 	ansible-playbook tests/lab/lab.yml -e lab_state=absent
 
 # A fresh lab every time (driver 550 everywhere), then the rolling upgrade to $(DEMO_DRIVER).
-demo: venv collection lab-image lab-repo lab-wheelhouse
+demo: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
 	@echo "== fresh lab: 3 GPU nodes on driver 550, 1 gateway node"
 	ansible-playbook tests/lab/lab.yml -e lab_state=reset >/dev/null
 	@echo "== LiteLLM gateway: two instances behind HAProxy in front of the three GPU nodes (playbooks/gateway.yml)"
@@ -95,7 +103,7 @@ unit: venv collection
 site: venv collection lab-image lab-repo
 	tools/site-checks.sh
 
-molecule: venv collection lab-image lab-repo lab-wheelhouse
+molecule: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
 	tools/molecule-run.sh $(MOLECULE_SCENARIOS)
 
 # Each phase timed (tools/timing.sh); the table is printed at the end, pass or fail.

@@ -6,8 +6,10 @@
 #
 # The lab is mostly waiting (node boots, restarts, streamed answers), so two scenarios side by side
 # take about the time of the longer one. Scenarios named in MOLECULE_ALONE (space separated) run with
-# nothing beside them. The longest scenarios start first (durations of the last run, kept in
-# build/molecule-logs/durations, or the estimates below), so the short ones fill the other slot.
+# nothing beside them but the scenarios named in MOLECULE_BESIDE (light ones measured not to disturb
+# them; none by default). The longest scenarios start first (durations of the last run, kept in
+# build/molecule-logs/durations, or the estimates below), so the short ones fill the other slot; a
+# scenario that must run alone waits at the head of the queue until the running ones end.
 # Rows go to tools/timing.sh's table ($TIMING_FILE, set by `make test`; otherwise a table of its own,
 # printed at the end).
 set -uo pipefail
@@ -17,6 +19,9 @@ jobs=${MOLECULE_JOBS:-2}
 if [ "${1:-}" = -j ]; then jobs=$2; shift 2; fi
 case "$jobs" in ''|*[!0-9]*|0) echo "molecule-run: JOBS must be a positive number, got '$jobs'" >&2; exit 2 ;; esac
 alone=" ${MOLECULE_ALONE:-} "
+beside=" ${MOLECULE_BESIDE:-} "
+is_alone() { [[ "$alone" == *" $1 "* ]]; }
+is_beside() { [[ "$beside" == *" $1 "* ]]; }
 logs=$root/build/molecule-logs
 mkdir -p "$logs"
 timing=$root/tools/timing.sh
@@ -107,20 +112,42 @@ interrupted() {
 }
 trap interrupted INT TERM
 
-for s in "${queue[@]}"; do
-  if [[ "$alone" == *" $s "* ]]; then
-    while [ "${#pid_of[@]}" -gt 0 ]; do wait_one; done
-  fi
-  while [ "${#pid_of[@]}" -ge "$jobs" ]; do wait_one; done
+start() {  # $1: scenario
+  local s=$1
   echo "=== molecule test -s $s: started (running: ${!pid_of[*]} $s)"
   start_of[$s]=$(date +%s)
   # A session of its own: an interrupt stops the scenario's whole process tree (ansible-playbook too).
   setsid -w molecule test -s "$s" >"$logs/$s.log" 2>&1 </dev/null &
   pid_of[$s]=$!
   note_running
-  if [[ "$alone" == *" $s "* ]]; then
-    wait_one
+}
+
+# The index in the queue of the scenario to start now, or nothing: the head of the queue when a slot is
+# free (a scenario in MOLECULE_ALONE only when whatever runs is in MOLECULE_BESIDE); while a scenario
+# in MOLECULE_ALONE runs, the first queued one in MOLECULE_BESIDE.
+next_index() {
+  local r i
+  [ "${#pid_of[@]}" -lt "$jobs" ] || return 0
+  for r in "${!pid_of[@]}"; do
+    if is_alone "$r"; then
+      for i in "${!queue[@]}"; do
+        if is_beside "${queue[$i]}" && ! is_alone "${queue[$i]}"; then echo "$i"; return 0; fi
+      done
+      return 0
+    fi
+  done
+  if is_alone "${queue[0]}"; then
+    for r in "${!pid_of[@]}"; do is_beside "$r" || return 0; done
   fi
+  echo 0
+}
+
+while [ "${#queue[@]}" -gt 0 ]; do
+  i=$(next_index)
+  if [ -z "$i" ]; then wait_one; continue; fi
+  start "${queue[$i]}"
+  unset 'queue[i]'
+  queue=("${queue[@]}")
 done
 while [ "${#pid_of[@]}" -gt 0 ]; do wait_one; done
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make test`: every phase CI runs, each timed, and the timing table printed at the end, also when a
-# phase fails. A failed set-up phase (host, virtualenv, collection, lab image, repository, wheelhouse)
-# stops the run, since everything after needs it; the checks (lint, sanity, unit, molecule) all run
-# and any failure fails the run.
+# phase fails. A failed set-up phase (host, virtualenv, collection, lab image, repository, wheelhouse,
+# prepared node image) stops the run, since everything after needs it; the checks (lint, sanity, unit,
+# site, molecule) all run and any failure fails the run.
 #
-#   tools/test-suite.sh            (MAKE, MOLECULE_SCENARIOS, MOLECULE_JOBS, MOLECULE_ALONE from make)
+#   tools/test-suite.sh            (MAKE, MOLECULE_SCENARIOS, MOLECULE_JOBS, MOLECULE_ALONE, MOLECULE_BESIDE
+#                                   from make)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
@@ -27,6 +28,7 @@ setup() {
   phase "lab image" --cold-if '^building lab image' -- "$make" --no-print-directory lab-image || return 1
   phase "lab repository" --warm-if 'cached' -- "$make" --no-print-directory lab-repo || return 1
   phase "lab wheelhouse" --cold-if '^building wheelhouse' -- "$make" --no-print-directory lab-wheelhouse || return 1
+  phase "lab prepared node" --cold-if '^building prepared node image' -- "$make" --no-print-directory lab-node-prepared || return 1
 }
 
 if setup; then
