@@ -174,8 +174,8 @@ def main(argv=None):
               'seconds': round(time.time() - started, 1), 'phases': phases, 'totals': totals, 'samples': tally.samples}
     with open(args.report, 'w', encoding='utf-8') as handle:
         json.dump(report, handle, indent=2)
-    print('%-28s %9s %9s %7s %7s %10s %8s  %s' % ('phase', 'requests', 'streamed', 'ok', 'failed', 'truncated', 'stalled',
-                                                   'nodes'))
+    header = ('phase', 'requests', 'streamed', 'ok', 'failed', 'truncated', 'stalled', 'nodes')
+    print('%-28s %9s %9s %7s %7s %10s %8s  %s' % header)
     for phase, entry in phases.items():
         nodes = ', '.join('%s=%d' % kv for kv in sorted(entry['nodes'].items()))
         row = (phase, entry['requests'], entry['streamed'], entry['ok'], entry['failed'], entry['truncated'],
