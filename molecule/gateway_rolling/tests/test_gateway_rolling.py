@@ -85,7 +85,7 @@ def test_both_backends_back_in_routing():
     for node in NODES:
         assert node not in config
     stat = GATEWAY.check_output("curl -s 'http://127.0.0.1:8404/;csv'")
-    rows = [line.split(',') for line in stat.splitlines() if line.startswith('model_')]
+    rows = [line.split(',') for line in stat.splitlines() if line.startswith('model_') and ',molecule-gwr-gpu-' in line]
     assert sorted((row[1], row[17]) for row in rows) == [(node, 'UP') for node in NODES]
 
 
