@@ -41,7 +41,8 @@ def run(argv, **kwargs):
 
 
 def playbook(*args):
-    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_CALLBACK_RESULT_FORMAT='json')
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_CALLBACK_RESULT_FORMAT='json',
+               ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'))
     return run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')] + list(args), env=env)
 
 
