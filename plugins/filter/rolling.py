@@ -187,7 +187,7 @@ def _timing(times):
 def _line(node, hv, check_mode):
     driver = _mapping(hv.get('gpu_stack_driver'))
     version = _mapping(driver.get('version'))
-    where = hv.get('gpu_rollout_drained_on') or []
+    where = hv.get('rollout_drained_on') or []
     drained = ' (left drained on %s)' % ', '.join(where) if where else ''
     if hv.get('rollout_unreachable'):
         return '%s: UNREACHABLE during %s%s' % (node, hv.get('rollout_phase', 'the rollout'), drained)

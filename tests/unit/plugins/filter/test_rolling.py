@@ -100,8 +100,8 @@ def test_summary_one_line_per_node():
         'n2': {'gpu_stack_driver': driver('570', '570', changed=False)},
         'n3': {'gpu_stack_driver': driver('570', '570', changed=False), 'gpu_rollout_undrained_only': True},
         'n4': {'rollout_unreachable': True, 'rollout_phase': 'the drain and upgrade',
-               'gpu_rollout_drained_on': ['gw1']},
-        'n5': {'gpu_stack_driver': driver('550', '570'), 'gpu_stack_rolled_back': {}, 'gpu_rollout_drained_on': []},
+               'rollout_drained_on': ['gw1']},
+        'n5': {'gpu_stack_driver': driver('550', '570'), 'gpu_stack_rolled_back': {}, 'rollout_drained_on': []},
         'n6': {'gpu_rollout_failed': True, 'gpu_rollout_error': 'x' * 300},
     }
     lines = rollout_summary(['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'], hostvars)
