@@ -44,6 +44,10 @@ def parse_args(argv=None):
     parser.add_argument('--phase-file', help='its content names the current phase')
     parser.add_argument('--stop-file', help='the run ends when this file exists')
     parser.add_argument('--report', required=True)
+    parser.add_argument('--live', help='rewritten after each answer: the counts so far (JSON), for tests to poll')
+    parser.add_argument('--events', help='one JSON line per request: start, end, phase, stream, outcome, node')
+    parser.add_argument('--stall-seconds', type=float, default=20.0,
+                        help='a request that takes longer than this counts as stalled (answered or not)')
     args = parser.parse_args(argv)
     if args.clients < 1 or args.max_tokens < 1:
         parser.error('--clients and --max-tokens must be positive')
@@ -102,22 +106,39 @@ def one_request(client, args, stream):
 
 
 class Tally:
-    def __init__(self):
+    def __init__(self, args=None):
         self.lock = threading.Lock()
         self.phases = collections.OrderedDict()
         self.samples = []
+        self.live = getattr(args, 'live', None)
+        self.events = getattr(args, 'events', None)
+        self.stall = getattr(args, 'stall_seconds', 20.0)
 
-    def add(self, phase, stream, outcome, node, detail):
+    def add(self, phase, stream, outcome, node, detail, started=None, ended=None):
         with self.lock:
             entry = self.phases.setdefault(phase, {'requests': 0, 'streamed': 0, 'ok': 0, 'failed': 0, 'truncated': 0,
-                                                   'nodes': collections.Counter()})
+                                                   'stalled': 0, 'nodes': collections.Counter()})
             entry['requests'] += 1
             entry['streamed'] += int(stream)
             entry[outcome] += 1
+            stalled = started is not None and ended is not None and ended - started > self.stall
+            entry['stalled'] += int(stalled)
             if node:
                 entry['nodes'][node] += 1
+            if stalled and len(self.samples) < 20:
+                self.samples.append({'phase': phase, 'stream': stream, 'outcome': 'stalled',
+                                     'detail': '%.1f s' % (ended - started)})
             if detail and len(self.samples) < 20:
                 self.samples.append({'phase': phase, 'stream': stream, 'outcome': outcome, 'detail': detail})
+            if self.events and started is not None:
+                with open(self.events, 'a', encoding='utf-8') as handle:
+                    handle.write(json.dumps({'start': round(started, 3), 'end': round(ended, 3), 'phase': phase,
+                                             'stream': stream, 'outcome': outcome, 'node': node}) + '\n')
+            if self.live:
+                counts = dict((name, dict(value, nodes=dict(value['nodes']))) for name, value in self.phases.items())
+                with open(self.live + '.tmp', 'w', encoding='utf-8') as handle:
+                    json.dump({'phases': counts}, handle)
+                os.replace(self.live + '.tmp', self.live)
 
 
 def worker(index, args, tally, deadline):
@@ -126,8 +147,9 @@ def worker(index, args, tally, deadline):
     stream = bool(index % 2)
     while time.monotonic() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
         phase = read_phase(args.phase_file)
+        started = time.time()
         outcome, node, detail = one_request(client, args, stream)
-        tally.add(phase, stream, outcome, node, detail)
+        tally.add(phase, stream, outcome, node, detail, started, time.time())
         if outcome != 'ok':
             time.sleep(0.2)  # no tight loop against a gateway that refuses
         stream = not stream
@@ -135,7 +157,7 @@ def worker(index, args, tally, deadline):
 
 def main(argv=None):
     args = parse_args(argv)
-    tally = Tally()
+    tally = Tally(args)
     started = time.time()
     deadline = time.monotonic() + args.max_seconds
     threads = [threading.Thread(target=worker, args=(i, args, tally, deadline), daemon=True) for i in range(args.clients)]
@@ -146,19 +168,23 @@ def main(argv=None):
     phases = collections.OrderedDict()
     for phase, entry in tally.phases.items():
         phases[phase] = dict(entry, nodes=dict(entry['nodes']))
-    totals = {key: sum(p[key] for p in phases.values()) for key in ('requests', 'streamed', 'ok', 'failed', 'truncated')}
+    totals = {key: sum(p[key] for p in phases.values())
+              for key in ('requests', 'streamed', 'ok', 'failed', 'truncated', 'stalled')}
     report = {'client': 'openai %s' % openai.__version__, 'clients': args.clients, 'max_tokens': args.max_tokens,
               'seconds': round(time.time() - started, 1), 'phases': phases, 'totals': totals, 'samples': tally.samples}
     with open(args.report, 'w', encoding='utf-8') as handle:
         json.dump(report, handle, indent=2)
-    print('%-28s %9s %9s %7s %7s %10s  %s' % ('phase', 'requests', 'streamed', 'ok', 'failed', 'truncated', 'nodes'))
+    header = ('phase', 'requests', 'streamed', 'ok', 'failed', 'truncated', 'stalled', 'nodes')
+    print('%-28s %9s %9s %7s %7s %10s %8s  %s' % header)
     for phase, entry in phases.items():
         nodes = ', '.join('%s=%d' % kv for kv in sorted(entry['nodes'].items()))
-        row = (phase, entry['requests'], entry['streamed'], entry['ok'], entry['failed'], entry['truncated'], nodes)
-        print('%-28s %9d %9d %7d %7d %10d  %s' % row)
-    row = ('total', totals['requests'], totals['streamed'], totals['ok'], totals['failed'], totals['truncated'])
-    print('%-28s %9d %9d %7d %7d %10d' % row)
-    return 0 if totals['requests'] and not totals['failed'] and not totals['truncated'] else 1
+        row = (phase, entry['requests'], entry['streamed'], entry['ok'], entry['failed'], entry['truncated'],
+               entry['stalled'], nodes)
+        print('%-28s %9d %9d %7d %7d %10d %8d  %s' % row)
+    row = ('total', totals['requests'], totals['streamed'], totals['ok'], totals['failed'], totals['truncated'],
+           totals['stalled'])
+    print('%-28s %9d %9d %7d %7d %10d %8d' % row)
+    return 0 if totals['requests'] and not totals['failed'] and not totals['truncated'] and not totals['stalled'] else 1
 
 
 if __name__ == '__main__':
