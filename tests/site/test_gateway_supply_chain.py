@@ -103,8 +103,8 @@ def test_every_shipped_lock_is_complete():
     for lock in locks:
         entries = parse_lock(lock.read_text())
         assert entries["litellm"][0] == lock.stem.split("-", 1)[1]
-        assert all(len(h) == 64 for _, hashes in entries.values() for h in hashes)
-        assert all(hashes for _, hashes in entries.values()), lock.name
+        assert all(len(h) == 64 for entry in entries.values() for h in entry[1])
+        assert all(entry[1] for entry in entries.values()), lock.name
         refused = set(defaults["litellm_gateway_refused_versions"])
         assert entries["litellm"][0] not in refused
     assert json.dumps(defaults["litellm_gateway_refused_versions"]) == '["1.82.7", "1.82.8"]'

@@ -52,7 +52,7 @@ def _walk(tasks, inherited):
 
 
 def _expand(text, defs, rounds=4):
-    for _ in range(rounds):
+    for dummy in range(rounds):
         text += "".join(defs.get(n, "") for n in set(NAME.findall(text)))
     return text
 
@@ -72,10 +72,10 @@ def _download_tasks():
 
 def test_every_download_gets_the_proxy_settings():
     tasks = _download_tasks()
-    actions = {action for _, action, _ in tasks}
+    actions = {task[1] for task in tasks}
     assert {"ansible.builtin.pip", "onprem_ai.maintenance.nvidia_driver", "onprem_ai.maintenance.backup_snapshot",
             "ansible.builtin.package"} <= actions, actions
-    missing = [name for name, _, text in tasks
+    missing = [name for name, dummy, text in tasks
                if not all(v in text for v in ("onprem_ai_http_proxy", "onprem_ai_https_proxy", "onprem_ai_no_proxy"))]
     # The models role's pulls take the same settings in the h-models branch (issue 19): until that is merged, the
     # role mentions none of them and only its tasks are let off, visibly (xfail), nothing else.
@@ -128,7 +128,7 @@ def test_pip_goes_through_the_proxy_to_the_index(lab_node, tmp_path):
         proc = run([str(VENV_BIN / "ansible-playbook"), "-i", str(lab_node), str(tmp_path / "play.yml")],
                    cwd=ROOT, env=env, timeout=300)
         log = ""
-        for _ in range(20):  # the recorder's log is written by another process: bounded wait for its line
+        for dummy in range(20):  # the recorder's log is written by another process: bounded wait for its line
             log = run(["docker", "exec", NODE, "cat", "/tmp/site-proxy/log"], cwd=ROOT, timeout=60).stdout
             if index in log:
                 break

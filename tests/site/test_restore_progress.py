@@ -37,7 +37,7 @@ def test_progress_of_a_running_restore(tmp_path):
                                env=env)
     try:
         states = []
-        for _ in range(30):  # bounded: a few seconds at 8 MiB/s
+        for dummy in range(30):  # bounded: a few seconds at 8 MiB/s
             proc = subprocess.run([sys.executable, str(READER), "progress", "--target", target, "--started",
                                    str(started), "--total", str(total), "--wait", "1", "--file",
                                    str(tmp_path / "progress.json"), "--job", str(job)],

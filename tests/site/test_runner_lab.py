@@ -12,6 +12,7 @@ import shutil
 
 from sitelib import NODE, VENV_BIN, checkout_copy, run, tool_env
 
+
 def test_fleet_report_as_an_awx_job(lab_node, tmp_path):
     pdd = tmp_path / "job"
     project = checkout_copy(pdd / "project")

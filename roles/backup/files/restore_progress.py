@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Progress of a restic restore, for the backup role's drill (it runs the restore module asynchronously).
 
 restic 0.14 (Debian 12) prints no progress for a restore, and it preallocates every file, so the restored files'
