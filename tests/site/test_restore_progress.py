@@ -55,7 +55,8 @@ def test_progress_of_a_running_restore(tmp_path):
     # Once the job's results file holds the module's result, the reader returns at once.
     job.write_text(json.dumps({"changed": True}))
     begun = time.monotonic()
-    subprocess.run([sys.executable, str(READER), "progress", "--target", target, "--started", str(started),
-                    "--total", str(total), "--wait", "30", "--job", str(job)], check=True, timeout=60,
-                   capture_output=True)
+    proc = subprocess.run([sys.executable, str(READER), "progress", "--target", target, "--started", str(started),
+                           "--total", str(total), "--wait", "30", "--job", str(job)], check=True, timeout=60,
+                          capture_output=True, text=True)
     assert time.monotonic() - begun < 10
+    assert json.loads(proc.stdout)["phase"] == "finished"

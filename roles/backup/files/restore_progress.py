@@ -94,7 +94,9 @@ def progress(target, started, total, wait, path, job):
     done = written(pid) if pid is not None else None
     state = {'running': pid is not None, 'target': target, 'time': now, 'elapsed': round(now - started, 1),
              'bytes': done, 'total': total if total > 0 else None}
-    if pid is None:
+    if pid is None and job and job_finished(job):
+        state.update(phase='finished', message='the restore has finished')
+    elif pid is None:
         state.update(phase='finishing', message='restic is not running (starting, or done and being verified)')
     elif done is None:
         state.update(phase='unknown', message='restic runs; its progress cannot be read (/proc/%d/io)' % pid)
