@@ -104,10 +104,13 @@ def test_proxy_settings_are_documented_once():
 def test_pip_goes_through_the_proxy_to_the_index(lab_node, tmp_path):
     """The role's pip install (tasks/venv.yml, after supply_chain.yml) on the lab node, with the proxy set to a
     recorder on the node's loopback (python3 -m http.server: it logs the request and answers 404, so pip fails)."""
-    run(["docker", "exec", NODE, "sh", "-c", "rm -rf /tmp/site-proxy && mkdir -p /tmp/site-proxy/rec"],
-        cwd=ROOT, timeout=60)
+    # The pip module needs python3-packaging, which the role's OS package step installs (without the proxy here).
+    run(["docker", "exec", NODE, "sh", "-c", "rm -rf /tmp/site-proxy && mkdir -p /tmp/site-proxy/rec && "
+         "{ python3 -c 'import packaging' 2>/dev/null || { apt-get update -qq && "
+         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-packaging >/dev/null; }; }"],
+        cwd=ROOT, timeout=300)
     run(["docker", "exec", "-d", NODE, "sh", "-c", "cd /tmp/site-proxy/rec && echo $$ > ../pid && "
-         "exec python3 -m http.server 3129 --bind 127.0.0.1 > ../log 2>&1"], cwd=ROOT, timeout=60)
+         "exec python3 -u -m http.server 3129 --bind 127.0.0.1 > ../log 2>&1"], cwd=ROOT, timeout=60)
     index = "http://pypi.site-test.invalid/simple/"
     play = [{"name": "pip through the proxy", "hosts": NODE, "gather_facts": False,
              "vars": {"litellm_gateway_install_dir": "/tmp/site-proxy/opt",
@@ -121,7 +124,7 @@ def test_pip_goes_through_the_proxy_to_the_index(lab_node, tmp_path):
                  {"name": "Install", "block": [{"name": "Virtualenv", "ansible.builtin.include_role": {
                      "name": "litellm_gateway", "tasks_from": "venv"}}],
                   "rescue": [{"name": "Report", "ansible.builtin.debug": {
-                      "msg": "CAUGHT {{ ansible_failed_result.cmd | default('') }}"}}]}]}]
+                      "msg": "CAUGHT {{ ansible_failed_result.cmd | default('') }} {{ ansible_failed_result.msg | default('') }}"}}]}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     env = tool_env(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
     try:
@@ -137,4 +140,5 @@ def test_pip_goes_through_the_proxy_to_the_index(lab_node, tmp_path):
         run(["docker", "exec", NODE, "sh", "-c", "kill $(cat /tmp/site-proxy/pid)"], cwd=ROOT, timeout=60,
             check=False)
     assert "CAUGHT" in proc.stdout and "--require-hashes" in proc.stdout, proc.stdout[-3000:]
-    assert re.search(r'"GET http://pypi\.site-test\.invalid/simple/[a-z0-9-]+/ HTTP/1\.[01]" 404', log), log[-2000:]
+    assert re.search(r'"GET http://pypi\.site-test\.invalid/simple/[a-z0-9-]+/ HTTP/1\.[01]" 404', log), \
+        f"recorder log: {log[-2000:]!r}\n{proc.stdout[-4000:]}"
