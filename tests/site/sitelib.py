@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The site checks' own lab GPU node (conftest.py lab_node).
+NODE = "site-runner-gpu-1"
 VENV_BIN = Path(sys.executable).parent
 
 
