@@ -214,7 +214,8 @@ def sweep(host, tmp_path_factory):
     for alias, argv in FAILURES + CHECKS:
         play(alias, argv)
     # AWX as code: every task (no_log kept) against a closed port, with the AWX credentials and the controller's.
-    configure = yaml.safe_load(open(os.path.join(ROOT, 'playbooks', 'awx', 'configure.yml')).read())
+    with open(os.path.join(ROOT, 'playbooks', 'awx', 'configure.yml'), encoding='utf-8') as source:
+        configure = yaml.safe_load(source)
     for task in configure[0]['tasks']:
         task['ignore_errors'] = True
     configure[0]['vars_files'] = [os.path.join(ROOT, 'playbooks', 'awx', 'vars.yml')]
@@ -262,7 +263,7 @@ def _masked(text, found):
     return lines
 
 
-@pytest.mark.parametrize('run', ['success'] + [name for name, _ in FAILURES + CHECKS] + ['awx'])
+@pytest.mark.parametrize('run', ['success'] + [run[0] for run in FAILURES + CHECKS] + ['awx'])
 def test_no_secret_in_output(sweep, run):
     text = sweep['runs'][run]['output']
     found = secret_sweep.secrets_in_text(text, SECRETS)
@@ -277,7 +278,7 @@ def test_success_paths_pass(sweep):
 
 
 def test_failure_paths_fail(sweep):
-    failed = {alias: recap(sweep['runs'][alias]['output']).get(alias, {}).get('failed', 0) > 0 for alias, _ in FAILURES}
+    failed = {alias: recap(sweep['runs'][alias]['output']).get(alias, {}).get('failed', 0) > 0 for alias in dict(FAILURES)}
     assert failed == dict.fromkeys(failed, True), 'failure paths that did not fail (build/secret-sweep/<alias>.log)'
     awx = sweep['runs']['awx']['output']
     assert 'Connection refused' in awx or 'Errno 111' in awx, awx[-3000:]
