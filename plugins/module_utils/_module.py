@@ -47,7 +47,8 @@ class OnpremModule(AnsibleModule):
       no_log value, and the failure would show the secret options in `invocation`: here the values of
       every no_log option (and of `extra_secrets(params)`) are masked whatever the failure;
     - an int option given as an infinite float (`timeout: .inf`) raises OverflowError out of the
-      validation (a traceback): here it is a clear failure.
+      validation (a traceback), and a dict option with sub-options given a number, a boolean or a list
+      raises TypeError: here both are clear failures.
     """
 
     def __init__(self, *args, **kwargs):
@@ -57,7 +58,12 @@ class OnpremModule(AnsibleModule):
             super().__init__(*args, **kwargs)
         except OverflowError:
             ints = sorted(name for name, option in spec.items() if option.get('type') == 'int')
-            self.fail_json(msg='an integer option (%s) holds an infinite number: give a whole number' % ', '.join(ints))
+            self.fail_json(msg='an integer option (%s) holds an infinite number: give a whole number' % ', '.join(ints),
+                           error_kind='options')
+        except TypeError as exc:
+            dicts = sorted(name for name, option in spec.items() if option.get('options') and option.get('type') == 'dict')
+            self.fail_json(msg='an option with sub-options (%s) is not a dictionary: %s' % (', '.join(dicts), exc),
+                           error_kind='options')
 
     def extra_secrets(self, params):
         """Strings to mask besides the no_log options' values (e.g. credentials inside URLs); override."""

@@ -340,15 +340,7 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module impo
 
 
 class _Module(OnpremModule):
-    """ansible-core (2.19) raises TypeError out of its validation when a dict option with sub-options is given a
-    number, a boolean or a list (performance: 3); here that is a clear failure, with the secrets masked."""
-
-    def __init__(self, *args, **kwargs):
-        try:
-            super().__init__(*args, **kwargs)
-        except TypeError as exc:
-            self.fail_json(msg='an option with sub-options (performance, tolerances, backends) is not a dictionary: %s' % exc,
-                           error_kind='options')
+    """URL credentials masked besides the no_log options."""
 
     def extra_secrets(self, params):
         backends = params.get('backends') if isinstance(params.get('backends'), list) else []
