@@ -20,7 +20,8 @@ import ansible_collections.onprem_ai.maintenance as collection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # What each group promises its members accept (one module's group: all of its options).
-PROMISES = {'gpu': ['update_cache'], 'state': ['state_dir'], 'models': [], 'backup': [], 'gateway': []}
+PROMISES = {'gpu': ['update_cache'], 'state': ['state_dir'], 'models': [], 'backup': [], 'gateway': [], 'validation': [],
+            'monitoring': []}
 # The least each member needs to run on this host in check mode (the modules read; none is expected to succeed).
 ARGS = {
     'cuda_toolkit': {'versions': ['12.8']},
