@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _gpu_info
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _metrics_textfile as mt
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia_smi')
@@ -37,7 +38,7 @@ class FakeModule(object):
 def gather(tmp_path, smi, loaded='570.133.20'):
     version = tmp_path / 'version'
     version.write_text(loaded + '\n')
-    return _gpu_info.gather(FakeModule(smi), sysfs_version_path=str(version), cuda_root=str(tmp_path))
+    return _gpu_info.gather(Runner(FakeModule(smi)), sysfs_version_path=str(version), cuda_root=str(tmp_path))
 
 
 def parse(text):
