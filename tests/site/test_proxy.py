@@ -10,7 +10,6 @@ import json
 import re
 import time
 
-import pytest
 import yaml
 
 from sitelib import NODE, ROOT, VENV_BIN, run, tool_env
@@ -77,12 +76,6 @@ def test_every_download_gets_the_proxy_settings():
             "ansible.builtin.package"} <= actions, actions
     missing = [name for name, dummy, text in tasks
                if not all(v in text for v in ("onprem_ai_http_proxy", "onprem_ai_https_proxy", "onprem_ai_no_proxy"))]
-    # The models role's pulls take the same settings in the h-models branch (issue 19): until that is merged, the
-    # role mentions none of them and only its tasks are let off, visibly (xfail), nothing else.
-    models = ROOT / "roles/models"
-    pending = not any("onprem_ai_" in p.read_text() for p in models.rglob("*.yml")) if models.exists() else False
-    if pending and missing and all(m.startswith("roles/models/") for m in missing):
-        pytest.xfail(f"model pulls without the proxy settings yet (the models role's part): {missing}")
     assert not missing, f"downloads without the proxy settings (docs/proxy.md): {missing}"
     pip = [name for name, action, text in tasks if action == "ansible.builtin.pip"
            and not all(v in text for v in ("onprem_ai_pip_index_url", "onprem_ai_pip_find_links", "onprem_ai_ca_bundle"))]
