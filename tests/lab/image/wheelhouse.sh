@@ -8,6 +8,10 @@
 #
 #   tests/lab/image/wheelhouse.sh OUTDIR [IMAGE]     (default image: onprem-ai-lab/node:latest)
 #
+# A version with a lock file (roles/litellm_gateway/files/locks/litellm-<v>.txt, what the role installs with
+# --require-hashes) is downloaded exactly as locked, so the wheelhouse holds what the lock names even after
+# PyPI has newer releases of its dependencies; a version without one is resolved by pip.
+#
 # OUTDIR/<key>/ holds the wheels, OUTDIR/<key>/versions.txt what was asked and found (a version that
 # PyPI does not have, such as the scenarios' failed-upgrade version, is listed as absent), and
 # OUTDIR/current the key in use. A failed build leaves nothing behind.
@@ -30,7 +34,10 @@ mapfile -t versions < <(
 
 image_id=$(docker image inspect --format '{{.Id}}' "$image") \
   || { echo "wheelhouse: image $image missing (make lab-image)" >&2; exit 1; }
-key=$( { cat "$here/wheelhouse.sh"; echo "$image_id"; printf '%s\n' "${versions[@]}"; } | sha256sum | cut -c1-12)
+locks=$root/roles/litellm_gateway/files/locks
+key=$( { cat "$here/wheelhouse.sh"; echo "$image_id"; printf '%s\n' "${versions[@]}";
+         for v in "${versions[@]}"; do cat "$locks/litellm-$v.txt" 2>/dev/null || true; done; } |
+       sha256sum | cut -c1-12)
 
 exec 9>"$out/.lock"
 flock 9  # scenarios side by side: one builds, the other waits and finds it cached
@@ -55,7 +62,13 @@ python3 -m venv /tmp/pip
 /tmp/pip/bin/python -m pip --version
 : >/wheels/versions.txt
 for v in "$@"; do
-  if /tmp/pip/bin/python -m pip wheel --disable-pip-version-check --progress-bar off -q \
+  if [ -f "/locks/litellm-$v.txt" ]; then
+    /tmp/pip/bin/python -m pip download --disable-pip-version-check --progress-bar off -q --no-deps \
+      --only-binary :all: --require-hashes -r "/locks/litellm-$v.txt" -d /wheels >/tmp/pip-$v.log 2>&1 \
+      || { tail -n 30 /tmp/pip-$v.log >&2; echo "pip download of the locked litellm $v failed" >&2; exit 1; }
+    echo "litellm[proxy]==$v" >>/wheels/versions.txt
+    echo "  litellm[proxy]==$v: locked wheels ready"
+  elif /tmp/pip/bin/python -m pip wheel --disable-pip-version-check --progress-bar off -q \
        --wheel-dir /wheels "litellm[proxy]==$v" >/tmp/pip-$v.log 2>&1; then
     echo "litellm[proxy]==$v" >>/wheels/versions.txt
     echo "  litellm[proxy]==$v: wheels ready"
@@ -72,7 +85,7 @@ done
 EOF
 mkdir -p "$work/wheels"
 docker run --rm --name "onprem-ai-lab-wheelhouse-build-$$" --network bridge \
-  -v "$work/wheels:/wheels" -v "$work/build-in-node.sh:/build-in-node.sh:ro" \
+  -v "$work/wheels:/wheels" -v "$work/build-in-node.sh:/build-in-node.sh:ro" -v "$locks:/locks:ro" \
   -e PIP_DEFAULT_TIMEOUT=120 "$image" sh /build-in-node.sh "${versions[@]}"
 grep -q '^litellm' "$work/wheels/versions.txt" \
   || { echo "wheelhouse: none of LiteLLM ${versions[*]} is on the index" >&2; exit 1; }
