@@ -18,7 +18,7 @@ from secret_sweep import assert_secrets_private, files_holding  # noqa: E402  py
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ['MOLECULE_INVENTORY_FILE'])
 GATEWAY = RUNNER.get_host('molecule-gwr-gateway-1')
-NODES = ['molecule-gwr-gpu-1', 'molecule-gwr-gpu-2']
+NODES = ['molecule-gwr-gpu-1', 'molecule-gwr-gpu-2', 'molecule-gwr-gpu-3']
 MASTER = 'sk-lab-rolling-master-5a1b2c3d'
 BACKEND_KEY = 'lab-rolling-backend-key-9f8e7d'
 QUOTED = 'lab-quoted-secret "q" $HOME `x` \\b'
@@ -51,6 +51,18 @@ def test_no_request_failed_was_truncated_or_stalled(report):
     assert report['totals']['ok'] == report['totals']['requests']
 
 
+def test_no_request_waited_on_the_killed_node():
+    """The 71 s stall of issue 14: a request sent while the node was killed waits at most HAProxy's connect timeout
+    (2 s, then retried on another node) on top of its own 2.2 s; printed for the README, bounded here."""
+    path = os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'build', 'molecule', 'gateway_rolling', 'gateway-events.jsonl')
+    with open(path, encoding='utf-8') as handle:
+        events = [json.loads(line) for line in handle if line.strip()]
+    killed = [event for event in events if event['phase'] == 'gpu-rollout-kill']
+    longest = max(event['end'] - event['start'] for event in killed)
+    print('gpu-rollout-kill: %d requests, longest %.2f s' % (len(killed), longest))
+    assert longest < 10, longest
+
+
 def test_both_nodes_served_before_and_after(report):
     for phase in ('steady-before', 'steady-after', 'gpu-rollout-kill'):
         assert set(report['phases'][phase]['nodes']) == set(NODES), phase
@@ -79,7 +91,7 @@ def test_downgraded_with_the_upgrade_kept_for_a_rollback():
 
 
 def test_both_backends_back_in_routing():
-    # LiteLLM points at HAProxy's backend for the model group; the nodes are its servers, both UP again.
+    # LiteLLM points at HAProxy's backend for the model group; the nodes are its servers, all UP again.
     config = GATEWAY.file('/etc/litellm/config.yaml').content_string
     assert 'http://127.0.0.1:4100/v1' in config
     for node in NODES:
