@@ -28,7 +28,7 @@ _inference.chat_stream), otherwise it is failed and truncated.
 Verdict of `status` (unknown is never ok): `abort` with the reason when the probe data cannot be read, the process is
 gone, it has ended, its last second is older than STALE_S, fewer than `min_requests` completed in the last `window`
 seconds (after waiting up to `wait` s for a young probe), the error rate is above `max_error_rate` or the p99 latency
-above `max_p99_ms`; otherwise `ok`.
+above `max_p99_ms` (0: not checked); otherwise `ok`.
 
 PRIVATE to the onprem_ai.maintenance collection: no compatibility promise for other users.
 """
@@ -129,7 +129,7 @@ def validate(params):
     if state == 'status':
         _in_range(params, 'window', 1, 3600)
         _in_range(params, 'max_error_rate', 0.0, 1.0)
-        _in_range(params, 'max_p99_ms', 0.001, 3600000.0)
+        _in_range(params, 'max_p99_ms', 0.0, 3600000.0)  # 0: latency not checked
         _in_range(params, 'min_requests', 1, 1000000)
         if params.get('wait') is not None:
             _in_range(params, 'wait', 0, 3600)
@@ -557,7 +557,7 @@ def _verdict(params, now):
             100 * params['max_error_rate']), win, totals, running, False
     if win['p99_ms'] is None:
         return 'abort', 'no successful request in the last %d s' % params['window'], win, totals, running, False
-    if win['p99_ms'] > params['max_p99_ms']:
+    if params['max_p99_ms'] and win['p99_ms'] > params['max_p99_ms']:
         return 'abort', 'p99 latency %.0f ms in the last %d s is above %.0f ms' % (
             win['p99_ms'], params['window'], params['max_p99_ms']), win, totals, running, False
     return 'ok', 'error rate %.1f%% (%d of %d), p99 %.0f ms in the last %d s' % (

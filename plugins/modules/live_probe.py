@@ -130,7 +130,7 @@ options:
     default: 0.05
   max_p99_ms:
     description:
-      - C(abort) when the p99 latency of the ok requests in the window is above this.
+      - C(abort) when the p99 latency of the ok requests in the window is above this; V(0) does not check the latency.
     type: float
     default: 5000.0
   min_requests:

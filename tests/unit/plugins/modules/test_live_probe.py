@@ -76,6 +76,11 @@ def test_ok_abort_on_errors_and_summary(capsys, probe_dir):
         ok = run(capsys, state='status', path=probe_dir, window=3, min_requests=10, max_error_rate=0.05, max_p99_ms=2000)
         assert ok['verdict'] == 'ok', ok['reason']
         assert ok['window']['completed'] >= 10 and ok['window']['failed'] == 0 and ok['window']['p99_ms'] < 2000
+        slow = run(capsys, state='status', path=probe_dir, window=3, max_error_rate=0.0, max_p99_ms=0.5)
+        assert slow['verdict'] == 'abort' and slow['reason'].startswith('p99 latency'), slow['reason']
+        # the shared rolling sequence's defaults: max_error_rate 0.0 (any failure aborts), max_p99_ms 0 (not checked)
+        unchecked = run(capsys, state='status', path=probe_dir, max_error_rate=0.0, max_p99_ms=0)
+        assert unchecked['verdict'] == 'ok', unchecked['reason']
 
         lab.config['error_percent'] = 50  # a backend made to fail mid-run
         time.sleep(4.2)
@@ -93,7 +98,7 @@ def test_ok_abort_on_errors_and_summary(capsys, probe_dir):
     summary = stopped['summary']
     assert summary['end_reason'] == 'stopped' and summary['totals']['failed'] > 0
     assert summary['totals']['sent'] >= summary['totals']['ok'] + summary['totals']['failed']
-    assert [m['mark'] for m in summary['marks']] == ['status', 'status', 'recovered']
+    assert [m['mark'] for m in summary['marks']] == ['status'] * 4 + ['recovered']
     phases = summary['phases']  # during: first status .. 'recovered'
     assert phases['before']['failed'] == 0 and phases['during']['failed'] > 0 and phases['after']['failed'] == 0
     assert phases['during']['p99_ms'] is not None and phases['after']['completed'] > 0
