@@ -86,16 +86,17 @@ def test_failed_update_rolled_back():
 
 
 def test_silences_exactly_the_maintained_node_during_and_none_after():
-    for run in ('ok', 'failed'):
+    """playbooks/gpu.yml with rollout_alertmanager_url: an ok run on gpu-1, a failed one on gpu-2 (rolled back)."""
+    for run, node in (('ok', 'molecule-mon-gpu-1'), ('failed', 'molecule-mon-gpu-2')):
+        record = ephemeral('mon-run-%s.json' % run)
+        assert record['rc'] == (0 if run == 'ok' else 2), (run, record['rc'])
         tag = '[onprem_ai.maintenance:mon-%s]' % run
-        during = [s for s in ephemeral('mon-silences-during-%s.json' % run)
-                  if tag in s['comment'] and s['status']['state'] == 'active']
-        assert len(during) == 1, during
-        matchers = {(m['name'], m['value'], m['isRegex']) for m in during[0]['matchers']}
-        assert matchers == {('instance', 'molecule-mon-gpu-1(:[0-9]+)?', True)}, matchers
-        after = [s for s in ephemeral('mon-silences-after-%s.json' % run)
-                 if tag in s['comment'] and s['status']['state'] != 'expired']
-        assert after == [], after
+        watched = [s for s in ephemeral('mon-watch-%s.json' % run) if tag in (s['comment'] or '')]
+        assert watched and all('active' in s['states'] for s in watched), watched
+        silenced = {(m['name'], m['value']) for s in watched for m in s['matchers']}
+        assert silenced == {('instance', '%s(:[0-9]+)?' % node)}, silenced
+        left = [s for s in record['silences_after'] if s['status']['state'] != 'expired']
+        assert left == [], left
 
 
 def test_webhook_got_notices_and_alerts(host):
