@@ -74,10 +74,10 @@ ARGUMENT_SPEC = dict(
     path=dict(type='path', required=True),
     url=dict(type='str'),
     api_key=dict(type='str', no_log=True),
-    api_key_header=dict(type='str', default='Authorization'),
+    api_key_header=dict(type='str', default='Authorization', no_log=False),
     model=dict(type='str'),
     prompt=dict(type='str', default='Answer with one word: ready?'),
-    max_tokens=dict(type='int', default=8),
+    max_tokens=dict(type='int', default=8, no_log=False),
     modes=dict(type='list', elements='str', choices=['plain', 'stream'], default=['plain', 'stream']),
     rate=dict(type='float', default=2.0),
     concurrency=dict(type='int', default=4),
@@ -302,7 +302,7 @@ def _probe_main(params, endpoint, directory, started):
 
     threading.Thread(target=watchdog, daemon=True).start()
     workers = [threading.Thread(target=_worker_loop, args=(params, endpoint, recorder, stop, schedule), daemon=True)
-               for _ in range(params['concurrency'])]
+               for dummy in range(params['concurrency'])]
     for worker in workers:
         worker.start()
     while any(w.is_alive() for w in workers) and not stop.is_set():
@@ -371,7 +371,7 @@ def _detach(params, directory, redact):
     os.close(write_fd)
     try:
         os.waitpid(pid, 0)
-        ready, _, _ = select.select([read_fd], [], [], START_TIMEOUT_S)
+        ready = select.select([read_fd], [], [], START_TIMEOUT_S)[0]
         data = os.read(read_fd, 32) if ready else b''
     finally:
         os.close(read_fd)

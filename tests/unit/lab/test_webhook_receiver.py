@@ -43,8 +43,8 @@ def test_records_and_answers(url):
     assert post(url + '/alerts', b'not json')['recorded']
     with urllib.request.urlopen(url + '/notices', timeout=5) as response:
         lines = json.loads(response.read())
-    assert [(x['path'], x['body']) for x in lines] == [('/notices', {'event': 'start', 'host': 'gpu-1'}),
-                                                      ('/alerts', {'unparsed': 'not json'})]
+    expected = [('/notices', {'event': 'start', 'host': 'gpu-1'}), ('/alerts', {'unparsed': 'not json'})]
+    assert [(x['path'], x['body']) for x in lines] == expected
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(url + '/other', timeout=5)
     assert info.value.code == 404
