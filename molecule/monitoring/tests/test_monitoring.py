@@ -112,18 +112,3 @@ def test_webhook_got_notices_and_alerts(host):
     alerts = [a for x in lines if x['path'] == '/alerts' for a in x['body'].get('alerts', [])]
     assert {'NvidiaDriverMismatch', 'BackupStale'} <= {a['labels']['alertname'] for a in alerts}
 
-
-def test_probe_stopped_the_run_and_rolled_back():
-    """gpu.yml with rollout_probe_path: gpu-2's engine stops once gpu-1's maintenance has begun; the probe's verdict
-    after gpu-1's warm-up is abort, gpu-1 is rolled back and the run fails; the probe's timeline shows it."""
-    record = ephemeral('mon-run-probe.json')
-    assert record['rc'] == 2, record['rc']
-    with open(os.path.join(EPHEMERAL, 'mon-run-probe.log')) as handle:
-        log = handle.read()
-    assert 'the live probe says stop' in log, log[-3000:]
-    summary = ephemeral('mon-probe-summary.json')
-    assert summary['end_reason'] == 'stopped' and summary['totals']['failed'] > 0
-    assert summary['phases']['before']['failed'] == 0 and summary['phases']['during']['failed'] > 0
-    assert any(m['mark'] == 'status' and m['verdict'] == 'abort' for m in summary['marks'])
-    assert any(m['mark'] == 'status' and m['verdict'] == 'ok' for m in summary['marks'])
-    assert len(summary['timeline']) >= 5 and summary['timeline'][0]['ok'] >= 0
