@@ -14,6 +14,8 @@ command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # The real Alertmanager the alertmanager_silence tests start on a free loopback port (not as a service).
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# promtool (Debian 12: in the prometheus package) for the monitoring role's rule tests (not as a service).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # Debian's python3 needs python3-venv for `python3 -m venv` (the Makefile's virtualenv).
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -27,13 +29,15 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian's package enables (and under systemd starts) its own service on :9093; the tests never use it.
-if [ -e /etc/systemd/system/multi-user.target.wants/prometheus-alertmanager.service ] && [ "$(id -u)" = 0 ]; then
-  if [ -d /run/systemd/system ]; then  # systemd is the init: stop it too (is-system-running fails on 'degraded')
-    systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
-  else
-    systemctl disable prometheus-alertmanager >/dev/null 2>&1 || true
+for unit in prometheus-alertmanager prometheus; do  # prometheus: also on :9090, also never used by the tests
+  if [ -e "/etc/systemd/system/multi-user.target.wants/$unit.service" ] && [ "$(id -u)" = 0 ]; then
+    if [ -d /run/systemd/system ]; then  # systemd is the init: stop it too (is-system-running fails on 'degraded')
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    else
+      systemctl disable "$unit" >/dev/null 2>&1 || true
+    fi
   fi
-fi
+done
 if ! command -v docker >/dev/null 2>&1; then
   echo "docker client missing after install" >&2
   exit 1
