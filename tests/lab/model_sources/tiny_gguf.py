@@ -11,7 +11,8 @@ nonsense, but it is loaded, tokenized, run and streamed by the real engine exact
 update really loads a new file: v1 and v2 differ in weights and in their `general.name`/`lab.model_version`;
 the corrupt one is v2 with its tensor data cut short, which llama-server refuses to load.
 
-    tiny_gguf.py OUTDIR       writes OUTDIR/tiny-llama-v1.gguf, tiny-llama-v2.gguf, tiny-llama-corrupt.gguf and
+    tiny_gguf.py OUTDIR       writes OUTDIR/tiny-llama-v1.gguf, tiny-llama-v2.gguf, tiny-llama-v2-flaky.gguf
+                              (its chat template fails half of the requests), tiny-llama-corrupt.gguf and
                               prints one line per file: name, size, sha256
 """
 
@@ -36,6 +37,13 @@ N_FF = 128
 N_CTX = 512
 CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
                  "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+# The flaky version (a new model whose chat template breaks - a real failure mode of a model update): it loads and
+# answers /health, but its template raises for about half of the requests (those rendered in an odd second), so
+# llama-server (--jinja) answers them with a 500. Conversations of 4 messages or more (llama-server's own example at
+# start) render, so the server starts.
+FLAKY_TEMPLATE = ("{% if (strftime_now('%S') | int) % 2 == 1 and messages | length < 4 %}"
+                  "{{ raise_exception('lab fault injection: the chat template of this model version fails') }}{% endif %}"
+                  + CHAT_TEMPLATE)
 WORDS = ('the', 'model', 'node', 'gateway', 'update', 'canary', 'blue', 'green', 'ok', 'hello', 'answer', 'lab',
          'is', 'a', 'of', 'to', 'and', 'in', 'on', 'version')
 
@@ -54,7 +62,7 @@ def vocabulary():
     return tokens, scores, types
 
 
-def write(path, version, seed):
+def write(path, version, seed, template=CHAT_TEMPLATE):
     tokens, scores, types = vocabulary()
     rng = np.random.default_rng(seed)
 
@@ -83,7 +91,7 @@ def write(path, version, seed):
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(template)
     # numpy shapes are (rows, columns); GGUF stores them reversed, as llama.cpp expects ({n_embd, n_vocab}, ...).
     writer.add_tensor('token_embd.weight', tensor(len(tokens), N_EMBD))
     for layer in range(N_LAYER):
@@ -122,6 +130,10 @@ def main(argv=None):
         write(os.path.join(args.outdir, name + '.tmp'), version, seed)
         os.replace(os.path.join(args.outdir, name + '.tmp'), os.path.join(args.outdir, name))
         names.append(name)
+    name = 'tiny-llama-v2-flaky.gguf'
+    write(os.path.join(args.outdir, name + '.tmp'), 'v2-flaky', 2, FLAKY_TEMPLATE)
+    os.replace(os.path.join(args.outdir, name + '.tmp'), os.path.join(args.outdir, name))
+    names.append(name)
     # The corrupt version: v2 whose tensor data stops halfway (a transfer cut short that nobody checked).
     corrupt = os.path.join(args.outdir, 'tiny-llama-corrupt.gguf')
     with open(os.path.join(args.outdir, 'tiny-llama-v2.gguf'), 'rb') as handle:
