@@ -39,9 +39,10 @@ CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'
                  "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 # The flaky version (a new model whose chat template breaks - a real failure mode of a model update): it loads and
 # answers /health, but its template raises for about half of the requests (those rendered in an odd second), so
-# llama-server (--jinja) answers them with a 500. Conversations of 4 messages or more (llama-server's own example at
-# start) render, so the server starts.
-FLAKY_TEMPLATE = ("{% if (strftime_now('%S') | int) % 2 == 1 and messages | length < 4 %}"
+# llama-server (--jinja) answers them with a 400. Only a one-message conversation longer than 5 characters fails:
+# llama-server's own renderings at start ("test", its example conversation) pass, so the server starts.
+FLAKY_TEMPLATE = ("{% if messages | length == 1 and messages[0]['content'] is string and (messages[0]['content'] | length) > 5"
+                  " and (strftime_now('%S') | int) % 2 == 1 %}"
                   "{{ raise_exception('lab fault injection: the chat template of this model version fails') }}{% endif %}"
                   + CHAT_TEMPLATE)
 WORDS = ('the', 'model', 'node', 'gateway', 'update', 'canary', 'blue', 'green', 'ok', 'hello', 'answer', 'lab',
