@@ -25,6 +25,7 @@ def test_another_finish_reason_is_named():
     assert gateway_load.check_any_answer('content_filter') == "finish_reason 'content_filter'"
 
 
-def test_the_lab_check_stays_the_default():
+def test_the_lab_check_stays_the_default(monkeypatch):
+    monkeypatch.setenv('K', 'lab-key')
     args = gateway_load.parse_args(['--base-url', 'http://x/v1', '--api-key-env', 'K', '--model', 'm', '--report', 'r'])
     assert args.answers == 'lab'
