@@ -29,6 +29,7 @@ export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
 
 .PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean
+.PHONY: lab-llama-server
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -63,6 +64,12 @@ lab-wheelhouse: host lab-image
 # (tests/lab/image/prepared.sh): the scenarios' and the lab's GPU nodes start from it.
 lab-node-prepared: venv lab-image lab-repo
 	tests/lab/image/prepared.sh
+
+# llama.cpp's llama-server, built once from the llama-cpp-python sdist and cached by input hash
+# (tests/lab/image/llama_server.sh), and the tiny GGUF models it serves in the lab (v1, v2, corrupt).
+lab-llama-server: venv host
+	nice -n 10 tests/lab/image/llama_server.sh
+	$(VENV)/bin/python tests/lab/model_sources/tiny_gguf.py $(LAB_DIR)/tiny-gguf
 
 lab-up: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
 	ansible-playbook tests/lab/lab.yml -e lab_state=present
@@ -103,7 +110,7 @@ unit: venv collection
 site: venv collection lab-image lab-repo
 	tools/site-checks.sh
 
-molecule: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
+molecule: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-llama-server
 	tools/molecule-run.sh $(MOLECULE_SCENARIOS)
 
 # Each phase timed (tools/timing.sh); the table is printed at the end, pass or fail.

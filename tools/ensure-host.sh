@@ -16,6 +16,10 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # promtool (Debian 12: in the prometheus package) for the monitoring role's rule tests (not as a service).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# llama.cpp's llama-server, the lab's real engine, is built from source (tests/lab/image/llama_server.sh).
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
 # Debian's python3 needs python3-venv for `python3 -m venv` (the Makefile's virtualenv).
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then

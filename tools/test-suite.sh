@@ -29,6 +29,7 @@ setup() {
   phase "lab repository" --warm-if 'cached' -- "$make" --no-print-directory lab-repo || return 1
   phase "lab wheelhouse" --cold-if '^building wheelhouse' -- "$make" --no-print-directory lab-wheelhouse || return 1
   phase "lab prepared node" --cold-if '^building prepared node image' -- "$make" --no-print-directory lab-node-prepared || return 1
+  phase "lab llama-server" --cold-if '^building llama-server' -- "$make" --no-print-directory lab-llama-server || return 1
 }
 
 if setup; then
