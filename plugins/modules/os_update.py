@@ -20,7 +20,7 @@ description:
     updates before anything is installed.
   - RHEL family (dnf) - the updates are those of C(dnf check-update); the security ones, with their advisory
     ids and severity, those of C(dnf updateinfo list --security).
-  - Held packages never move (C(apt-mark hold), C(dnf versionlock): the NVIDIA driver stack that
+  - Held packages never move (C(apt-mark hold), C(dnf versionlock); the NVIDIA driver stack that
     M(onprem_ai.maintenance.nvidia_driver) holds). Packages matching O(deny) or O(keep_back) are not installed;
     when the chosen updates need one of them (or a held package, or a removal) the module refuses before
     changing anything.
@@ -29,7 +29,7 @@ description:
     says why when it is not; with O(build_kernel_modules) the module runs C(dkms autoinstall -k <kernel>) first.
   - Reports whether a reboot is required (C(/var/run/reboot-required), a new kernel, C(needs-restarting -r))
     and the services that use replaced files (C(needrestart -b), C(needs-restarting -s)). It reboots and
-    restarts nothing itself (the M(onprem_ai.maintenance.os_update) role does).
+    restarts nothing itself (the role C(onprem_ai.maintenance.os_update) does).
 author:
   - onprem_ai maintenance engineers (@onprem-ai)
 extends_documentation_fragment:
