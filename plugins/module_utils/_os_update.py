@@ -189,7 +189,7 @@ class OsUpdate(object):
         """Every pending update as the package manager resolves it (held packages are left out by it)."""
         if self.backend.name == 'apt':
             out = self.runner.run('apt-get', 'simulate dist_upgrade', error=pkg.PackageQueryError).out
-            return [a for a in parse_apt_simulation(out, self.params['security_suites'])]
+            return parse_apt_simulation(out, self.params['security_suites'])
         return self._dnf_pending()
 
     def _dnf_pending(self):
@@ -371,8 +371,10 @@ class OsUpdate(object):
             except pkg.PackageError as exc:
                 raise OsUpdateError('Installing the updates failed: %s' % exc.msg, changed=True, **exc.details)
             installed = self.backend.installed([a['name'] for a in actions])
-        wrong = ['%s (%s, wanted %s)' % (a['name'], installed.get(a['name']), a['to']) for a in actions
-                 if a['to'] and not (self.backend.name == 'dnf' and kernel_release(a, 'dnf')) and installed.get(a['name']) != a['to'].split(':', 1)[-1] and installed.get(a['name']) != a['to']]
+        # dnf keeps several kernels installed (installonly): the rpm list cannot say which one a name means
+        checked = [a for a in actions if a['to'] and not (self.backend.name == 'dnf' and kernel_release(a, 'dnf'))]
+        wrong = ['%s (%s, wanted %s)' % (a['name'], installed.get(a['name']), a['to']) for a in checked
+                 if installed.get(a['name']) not in (a['to'], a['to'].split(':', 1)[-1])]
         if wrong:
             raise OsUpdateError('After the update these packages are not at the planned version: %s' % ', '.join(wrong), changed=True)
 

@@ -96,8 +96,8 @@ TOOLS = {
         simulate=fixed('-s'), status_file=opt_val('-o', 'Dir::State::status=%s'), specs=_specs('%s=%s'),
         remove=fixed('remove', '-y', '-q'), purge=fixed('purge', '-y', '-q'), names=as_list,
         # os_update: updates never lift a hold (no --allow-change-held-packages) and never downgrade
-        dist_upgrade=fixed('dist-upgrade'), upgrade_options=fixed('-y', '-q', '-o', 'Dpkg::Options::=--force-confdef',
-                                                                  '-o', 'Dpkg::Options::=--force-confold')),
+        dist_upgrade=fixed('dist-upgrade'),
+        upgrade_options=fixed('-y', '-q', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold')),
         env={'DEBIAN_FRONTEND': 'noninteractive'}, changes=('update', 'install', 'remove', 'purge')),
     'apt-cache': Tool('apt-cache', dict(madison=fixed('madison'), name=as_value)),
     'apt-mark': Tool('apt-mark', dict(showhold=fixed('showhold'), hold=fixed('hold'), unhold=fixed('unhold'), names=as_list),
