@@ -346,9 +346,10 @@ class OsUpdate(object):
                       services_to_restart=services)
         if new_kernel and needed and built is False:
             result['reboot_refused'] = ('The NVIDIA kernel module is not built for the new kernel %s: a reboot would boot '
-                                        'without the GPU driver. Install the kernel headers (linux-headers-%s / kernel-devel) '
-                                        'and run `dkms autoinstall -k %s`, or set build_kernel_modules.'
-                                        % (new_kernel, new_kernel, new_kernel))
+                                        'without the GPU driver. Install its headers (%s) and run `dkms autoinstall -k %s`, '
+                                        'or set build_kernel_modules.'
+                                        % (new_kernel, ('linux-headers-%s' if self.backend.name == 'apt' else 'kernel-devel-%s') % new_kernel,
+                                           new_kernel))
         if self.module._diff:
             result['diff'] = dict(before=dict((a['name'], a['from']) for a in actions),
                                   after=dict((a['name'], a['to']) for a in actions))
