@@ -331,7 +331,12 @@ class OsUpdate(object):
             if applied or os.path.isdir(os.path.join(MODULES_ROOT, new_kernel)):
                 built = self.nvidia_module_built(new_kernel)
             if applied and not built and params['build_kernel_modules']:
-                self.runner.run('dkms', 'autoinstall kernel', kernel=new_kernel, error=OsUpdateError)
+                try:
+                    self.runner.run('dkms', 'autoinstall kernel', kernel=new_kernel, error=OsUpdateError)
+                except OsUpdateError as exc:
+                    raise OsUpdateError('The updates are installed but building the NVIDIA module for the new kernel %s failed: %s. '
+                                        'Do not reboot before it is built.' % (new_kernel, exc.msg.rstrip('.')), changed=True,
+                                        kernel=new_kernel, **exc.details)
                 build_ran = True
                 built = self.nvidia_module_built(new_kernel)
         reboot = self.reboot_required(new_kernel)
