@@ -28,7 +28,7 @@ MOLECULE_BESIDE ?=
 export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
 
-.PHONY: help venv host collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean
+.PHONY: help venv host collection lab-image lab-repo lab-os-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean
 .PHONY: lab-llama-server
 
 help:
@@ -55,6 +55,12 @@ lab-image: host
 
 lab-repo: host
 	$(PYTHON) tests/lab/nvidia_sim/build_repo.py $(LAB_DIR)/repo
+	$(MAKE) lab-os-repo
+
+# The simulated Debian OS repository (bookworm, -updates, -security) of os_update's tests, served beside
+# the NVIDIA one (tests/lab/os_repo/README.md).
+lab-os-repo: host
+	$(PYTHON) tests/lab/os_repo/build_os_repo.py $(LAB_DIR)/repo/os
 
 # LiteLLM wheels for the gateway nodes, built once per set of versions (tests/lab/image/wheelhouse.sh).
 lab-wheelhouse: host lab-image

@@ -94,7 +94,10 @@ TOOLS = {
     'apt-get': Tool('apt-get', dict(
         update=fixed('update', '-q'), install=fixed('install'), simulate_install=fixed('install'), options=_APT_INSTALL_OPTIONS,
         simulate=fixed('-s'), status_file=opt_val('-o', 'Dir::State::status=%s'), specs=_specs('%s=%s'),
-        remove=fixed('remove', '-y', '-q'), purge=fixed('purge', '-y', '-q'), names=as_list),
+        remove=fixed('remove', '-y', '-q'), purge=fixed('purge', '-y', '-q'), names=as_list,
+        # os_update: updates never lift a hold (no --allow-change-held-packages) and never downgrade
+        dist_upgrade=fixed('dist-upgrade'),
+        upgrade_options=fixed('-y', '-q', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold')),
         env={'DEBIAN_FRONTEND': 'noninteractive'}, changes=('update', 'install', 'remove', 'purge')),
     'apt-cache': Tool('apt-cache', dict(madison=fixed('madison'), name=as_value)),
     'apt-mark': Tool('apt-mark', dict(showhold=fixed('showhold'), hold=fixed('hold'), unhold=fixed('unhold'), names=as_list),
@@ -107,8 +110,11 @@ TOOLS = {
         module_reset=fixed('module', 'reset', '-y'), module_enable=fixed('module', 'enable', '-y'), stream=lambda v: ['%s:%s' % tuple(v)],
         install=fixed('install', '-y', '--allowerasing'), specs=_specs('%s-%s', strip_epoch=True), remove=fixed('remove', '-y'),
         versionlock_list=fixed('versionlock', 'list', '-q'), versionlock_add=fixed('versionlock', 'add'),
-        versionlock_delete=fixed('versionlock', 'delete'), names=as_list),
-        changes=('makecache', 'module_reset', 'module_enable', 'install', 'remove', 'versionlock_add', 'versionlock_delete')),
+        versionlock_delete=fixed('versionlock', 'delete'), names=as_list,
+        # os_update: check-update answers rc 100 when updates are pending
+        check_update=fixed('check-update'), quiet=fixed('-q'), updateinfo_security=fixed('updateinfo', 'list', '--security'),
+        upgrade=fixed('upgrade', '-y'), excludes=lambda values: ['--exclude=%s' % v for v in values or []]),
+        changes=('makecache', 'module_reset', 'module_enable', 'install', 'remove', 'versionlock_add', 'versionlock_delete', 'upgrade')),
     'nvidia-smi': Tool('nvidia-smi', dict(
         xml=fixed('-q', '-x'), compute_apps=fixed('--query-compute-apps=%s' % ','.join(COMPUTE_APP_FIELDS), '--format=csv,noheader,nounits'),
         mig=fixed('mig'), lgi=fixed('-lgi'), lci=fixed('-lci'), gpu=opt_val('-i'), mig_mode=opt_val('-mig'), args=as_list),
@@ -118,6 +124,10 @@ TOOLS = {
     'modprobe': Tool('modprobe', dict(remove=fixed('-r'), modules=as_list), changes=('modules',)),
     'update-alternatives': Tool('update-alternatives', dict(set=fixed('--set'), name=as_value, path=as_value), changes=('set',)),
     'alternatives': Tool('alternatives', dict(set=fixed('--set'), name=as_value, path=as_value), changes=('set',)),
+    # os_update: what needs a restart or reboot after updates, and the NVIDIA modules of a new kernel
+    'needrestart': Tool('needrestart', dict(batch=fixed('-b'))),
+    'needs-restarting': Tool('needs-restarting', dict(reboothint=fixed('-r'), services=fixed('-s'))),
+    'dkms': Tool('dkms', dict(status=fixed('status'), autoinstall=fixed('autoinstall'), kernel=opt_val('-k')), changes=('autoinstall',)),
     # restic's subcommands are free-form (`args`); what it may do in check mode is decided by its caller (_restic.py)
     'restic': Tool('restic', dict(repo=opt_val('--repo'), password_file=opt_val('--password-file'), cache_dir=opt_val('--cache-dir'),
                                   args=as_list), env={'RESTIC_PROGRESS_FPS': '0.016'}),
