@@ -29,11 +29,11 @@ export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
 
 .PHONY: help venv host collection lab-image lab-repo lab-os-repo lab-wheelhouse lab-node-prepared lab-up lab-down demo lint sanity unit site molecule test clean
-.PHONY: lab-llama-server
+.PHONY: lab-llama-server lab-engine-wheels
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-node-prepared lab-up lab-down lint sanity unit site molecule clean"
+	@echo "other targets: venv host lab-image lab-repo lab-wheelhouse lab-engine-wheels lab-node-prepared lab-up lab-down lint sanity unit site molecule clean"
 
 $(VENV)/.installed: requirements.txt tools/ensure-host.sh
 	tools/ensure-host.sh
@@ -65,6 +65,11 @@ lab-os-repo: host
 # LiteLLM wheels for the gateway nodes, built once per set of versions (tests/lab/image/wheelhouse.sh).
 lab-wheelhouse: host lab-image
 	tests/lab/image/wheelhouse.sh $(LAB_DIR)/wheelhouse
+
+# The lab inference server as engine wheels 1.0.0, 1.1.0 and a broken 1.2.0 for the model_server role
+# (tests/lab/image/engine_wheels.sh), cached by input hash.
+lab-engine-wheels:
+	tests/lab/image/engine_wheels.sh $(LAB_DIR)/engine-wheels
 
 # A GPU node provisioned once (driver 550, CUDA 12.4, lab programs), committed and cached by input hash
 # (tests/lab/image/prepared.sh): the scenarios' and the lab's GPU nodes start from it.
@@ -116,7 +121,7 @@ unit: venv collection
 site: venv collection lab-image lab-repo
 	tools/site-checks.sh
 
-molecule: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared lab-llama-server
+molecule: venv collection lab-image lab-repo lab-wheelhouse lab-engine-wheels lab-node-prepared lab-llama-server
 	tools/molecule-run.sh $(MOLECULE_SCENARIOS)
 
 # Each phase timed (tools/timing.sh); the table is printed at the end, pass or fail.

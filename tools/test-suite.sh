@@ -28,6 +28,7 @@ setup() {
   phase "lab image" --cold-if '^building lab image' -- "$make" --no-print-directory lab-image || return 1
   phase "lab repository" --warm-if 'cached' -- "$make" --no-print-directory lab-repo || return 1
   phase "lab wheelhouse" --cold-if '^building wheelhouse' -- "$make" --no-print-directory lab-wheelhouse || return 1
+  phase "lab engine wheels" --cold-if '^built engine wheelhouse' -- "$make" --no-print-directory lab-engine-wheels || return 1
   phase "lab prepared node" --cold-if '^building prepared node image' -- "$make" --no-print-directory lab-node-prepared || return 1
   phase "lab llama-server" --cold-if '^building llama-server' -- "$make" --no-print-directory lab-llama-server || return 1
 }

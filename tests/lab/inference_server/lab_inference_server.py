@@ -25,6 +25,9 @@ import time
 import uuid
 
 SERVER_NAME = "lab-inference-server"
+# The engine version answered by GET /version (like vLLM's): "lab" when run as this file; the packaged wheels
+# (build_wheels.py) set their own version before main().
+ENGINE_VERSION = "lab"
 OWNED_BY = "onprem-ai-lab"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 PAUSE_SLICE_S = 0.05
@@ -457,12 +460,14 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         return True
 
     def do_GET(self):  # pylint: disable=invalid-name
-        """GET /health, /v1/models, /metrics."""
+        """GET /health, /version, /v1/models, /metrics."""
         path = self.path.split("?", 1)[0]
         if self._unauthorized(path):
             return
         if path == "/health":
             self._send_bytes(200, b"", "application/json")
+        elif path == "/version":
+            self._send_json(200, {"version": ENGINE_VERSION})
         elif path == "/v1/models":
             cfg = self.lab.config
             card = {"id": cfg["model"], "object": "model", "created": self.lab.started, "owned_by": OWNED_BY,
@@ -492,7 +497,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             if self._unauthorized(path):
                 return
             if path not in kinds:
-                if path in ("/health", "/v1/models", "/metrics"):
+                if path in ("/health", "/version", "/v1/models", "/metrics"):
                     self._send_json(405, {"detail": "Method Not Allowed"})
                 else:
                     self._send_json(404, {"detail": "Not Found"})
@@ -687,7 +692,7 @@ def main(argv=None):
             return 1
         port = server.server_address[1]
         log(f"SIMULATION started pid={os.getpid()} node={config['node_name']} model={config['model']} "
-            f"version={config['model_version']} gpus={gpus} listening on http://{config['host']}:{port}")
+            f"version={config['model_version']} engine={ENGINE_VERSION} gpus={gpus} listening on http://{config['host']}:{port}")
         serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="serve", daemon=True)
         serving.start()
         while not lab.stopping.wait(0.5):
