@@ -31,7 +31,8 @@ from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _stat
 
 UTC = _dt.timezone.utc
 SECRET_KEY = re.compile(r'(passw|secret|token$|api_?key|private_?key|credential|authorization)', re.IGNORECASE)
-STATUSES = ('updated', 'unchanged', 'rolled_back', 'failed', 'unreachable', 'not_reached', 'check_mode')
+STATUSES = ('updated', 'unchanged', 'rolled_back', 'failed', 'unreachable', 'postponed', 'not_reached', 'check_mode')
+LEFT_STATUSES = ('postponed', 'not_reached')
 PHASES = (  # (name, from key, to key, colour, label)
     ('draining', 'drain', 'work', '#f0ad4e', 'draining (out of routing, requests finishing)'),
     ('updating', 'work', 'warm', '#6c757d', 'out of service: update, reboot, verify'),
@@ -253,7 +254,32 @@ def notice(data, dtstamp=None):
 
 # ----- the run report ----------------------------------------------------------------------------------------------
 
-def _host(raw, index):
+def validation_of(result):
+    """{passed, checks, performance: {before, after}} from an inference_check result (registered, maybe failed)."""
+    if not isinstance(result, dict) or result.get('skipped'):
+        return {}
+    baseline = result.get('baseline') or {}
+    return {'passed': bool(result.get('passed', not result.get('failed'))),
+            'checks': [{'name': c.get('name'), 'passed': c.get('passed'), 'reason': c.get('reason')}
+                       for c in result.get('checks') or [] if isinstance(c, dict)],
+            'performance': {'before': baseline.get('figures') or {}, 'after': result.get('figures') or {}}}
+
+
+def _components(raw):
+    """The host's changes: `components`, or the `changes` of the rollout record with its `rolled_back` roles."""
+    if raw.get('components') is not None:
+        return list(raw['components'])
+    rolled = set(str(c).split('.')[-1] for c in raw.get('rolled_back') or [])
+    out = []
+    for change in raw.get('changes') or []:
+        if isinstance(change, dict):
+            item = dict(change)
+            item['rolled_back'] = str(change.get('component', '')).split('.')[-1] in rolled
+            out.append(item)
+    return out
+
+
+def _host(raw, index, validation=None):
     if not isinstance(raw, dict) or not raw.get('host'):
         raise ReportError('hosts[%d]: {host, status, ...} is needed' % index)
     status = raw.get('status') or 'not_reached'
@@ -263,8 +289,13 @@ def _host(raw, index):
     for key, value in (raw.get('times') or {}).items():
         times[key] = _epoch(value)
     host = dict(raw)
-    host.update({'status': status, 'times': times, 'components': list(raw.get('components') or []),
-                 'validation': raw.get('validation') or {}})
+    host.update({'status': status, 'times': times, 'components': _components(raw),
+                 'validation': raw.get('validation') or validation_of((validation or {}).get(raw['host']))})
+    if not host.get('error'):
+        if status == 'postponed':
+            host['error'] = raw.get('postponed_reason') or 'left for the next window'
+        elif status == 'unreachable':
+            host['error'] = 'stopped answering during %s' % (raw.get('phase') or 'the run')
     if times.get('drain') is not None and times.get('undrained') is not None:
         host['drained_seconds'] = round(times['undrained'] - times['drain'], 1)
     if times.get('work') is not None and times.get('warm') is not None:
@@ -276,7 +307,7 @@ def normalise_report(data):
     """The report data with hosts checked, times as epoch seconds, the outcome and counts worked out."""
     check_no_secrets(data)
     run = dict(data.get('run') or {})
-    hosts = [_host(h, i) for i, h in enumerate(data.get('hosts') or [])]
+    hosts = [_host(h, i, data.get('validation')) for i, h in enumerate(data.get('hosts') or [])]
     if not hosts:
         raise ReportError('hosts: no host in the report')
     started = _epoch(run.get('started'))
@@ -287,7 +318,7 @@ def normalise_report(data):
     if finished is None:
         finished = max(stamps) if stamps else started
     counts = dict((s, sum(1 for h in hosts if h['status'] == s)) for s in STATUSES)
-    left = [h['host'] for h in hosts if h['status'] == 'not_reached']
+    left = [h['host'] for h in hosts if h['status'] in LEFT_STATUSES]
     bad = counts['failed'] + counts['rolled_back'] + counts['unreachable']
     if bad:
         outcome = 'failed'
@@ -327,9 +358,9 @@ def _host_line(host):
         text += ' - ' + versions
     if host.get('drained_seconds') is not None:
         text += ', out of routing %s' % _secs(host['drained_seconds'])
-    if status == 'not_reached':
+    if status in LEFT_STATUSES:
         text += ' - left for the next window'
-    if host.get('error') and status in ('failed', 'rolled_back', 'unreachable'):
+    if host.get('error') and status in ('failed', 'rolled_back', 'unreachable', 'postponed'):
         text += ' - %s' % host['error']
     return text
 
@@ -395,9 +426,9 @@ def timeline_svg(norm, width=900):
         cursor = t0
         segments = []
         first = times.get('drain')
-        if host['status'] == 'not_reached' or first is None:
-            colour = LEFT if host['status'] == 'not_reached' else SERVING
-            label = 'serving; left for the next window' if host['status'] == 'not_reached' else 'serving'
+        if host['status'] in LEFT_STATUSES or first is None:
+            colour = LEFT if host['status'] in LEFT_STATUSES else SERVING
+            label = 'serving; left for the next window' if host['status'] in LEFT_STATUSES else 'serving'
             if host['status'] in ('failed', 'unreachable') and first is None:
                 colour, label = FAILED, host.get('error') or host['status']
             segments.append((t0, t1, colour, label))
@@ -443,7 +474,7 @@ def timeline_svg(norm, width=900):
 
 def _perf(validation, when):
     perf = (validation.get('performance') or {}).get(when) or {}
-    keys = ('ttft_ms', 'p95_ms', 'tokens_per_second', 'error_rate')
+    keys = ('ttft_ms', 'ttft_p50_ms', 'p95_ms', 'latency_p95_ms', 'tokens_per_second', 'tokens_per_s', 'error_rate')
     return ', '.join('%s %s' % (k, perf[k]) for k in keys if perf.get(k) is not None) or 'not measured'
 
 
@@ -470,7 +501,7 @@ def report(data):
         [h['host'], h['status'], _versions(h) or '-',
          _secs(h.get('drained_seconds')) if h.get('drained_seconds') is not None else '-',
          _secs(h.get('work_seconds')) if h.get('work_seconds') is not None else '-',
-         h.get('error') or ('left for the next window' if h['status'] == 'not_reached' else '')]
+         h.get('error') or ('left for the next window' if h['status'] in LEFT_STATUSES else '')]
         for h in norm['hosts']])
     lines += ['', '## Validation', '']
     lines += _table_md(['host', 'passed', 'checks', 'performance before', 'performance after'], [

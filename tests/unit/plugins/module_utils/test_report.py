@@ -206,3 +206,39 @@ def test_bad_name_and_unreadable_history(tmp_path):
     files, norm = report.report(DATA['rolled_back'])
     with pytest.raises(report.ReportError, match='cannot be read'):
         report.write(str(tmp_path), 'run', files, entry=report.history_entry('run', norm))
+
+
+def test_report_from_the_rollout_record_and_inference_check_results():
+    """The shared sequence's record (filter rollout_record) and the registered inference_check results as they are."""
+    record = [
+        {'host': 'gpu1', 'status': 'updated', 'updated': ['gpu_stack'], 'rolled_back': [], 'drained_on': [],
+         'changes': [{'component': 'onprem_ai.maintenance.gpu_stack', 'name': 'nvidia-driver', 'from': '570.124.06',
+                      'to': '570.133.20', 'reboot': False, 'security': False, 'risk': 'medium', 'reason': 'x'}],
+         'times': {'drain': 1796763660.0, 'work': 1796763670.0, 'upgraded': 1796763700.0, 'warm': 1796763710.0,
+                   'undrained': 1796763712.0}, 'error': None, 'phase': None, 'postponed_reason': None},
+        {'host': 'gpu2', 'status': 'rolled_back', 'updated': ['gpu_stack'], 'rolled_back': ['gpu_stack'],
+         'changes': [{'component': 'onprem_ai.maintenance.gpu_stack', 'name': 'nvidia-driver', 'from': '570.124.06',
+                      'to': '570.133.20'}],
+         'times': {'drain': 1796763720.0, 'work': 1796763730.0, 'upgraded': 1796763760.0, 'warm': 1796763790.0,
+                   'undrained': 1796763792.0}, 'error': 'validation: chat completion failed'},
+        {'host': 'gpu3', 'status': 'postponed', 'changes': [], 'times': {},
+         'postponed_reason': "the window 'monthly' closes at 02:00, in 20m, and a node needs 30m"},
+        {'host': 'gpu4', 'status': 'unreachable', 'phase': 'the drain and update', 'changes': [], 'times': {'drain': 1796763700.0}},
+    ]
+    validation = {
+        'gpu1': {'changed': False, 'passed': True, 'checks': [{'name': 'chat completion', 'passed': True, 'reason': 'ok'}],
+                 'figures': {'ttft_p50_ms': 80, 'latency_p95_ms': 410, 'tokens_per_s': 51.2, 'error_rate': 0.0},
+                 'baseline': {'captured': '2026-12-01', 'figures': {'ttft_p50_ms': 82, 'latency_p95_ms': 400, 'tokens_per_s': 50.0}}},
+        'gpu2': {'failed': True, 'passed': False, 'checks': [{'name': 'chat completion', 'passed': False, 'reason': 'HTTP 500'}]},
+        'gpu3': {'skipped': True},
+    }
+    files, norm = report.report({'run': {'name': 'r', 'kind': 'monthly', 'finished': 1796763900}, 'hosts': record,
+                                 'validation': validation})
+    assert norm['run']['outcome'] == 'failed' and norm['left_for_next_window'] == ['gpu3']
+    md = files['report.md']
+    assert 'nvidia-driver 570.124.06 -> 570.133.20 (rolled back to 570.124.06)' in md
+    assert '| gpu1 | yes | chat completion: ok | ttft_p50_ms 82, latency_p95_ms 400, tokens_per_s 50.0 | ' \
+           'ttft_p50_ms 80, latency_p95_ms 410, tokens_per_s 51.2, error_rate 0.0 |' in md
+    assert '| gpu2 | NO | chat completion: FAILED |' in md and '| gpu3 | not run |' in md
+    assert "gpu3: postponed - left for the next window - the window 'monthly' closes" in '\n'.join(norm['summary'])
+    assert 'gpu4: unreachable - stopped answering during the drain and update' in '\n'.join(norm['summary'])
