@@ -328,6 +328,14 @@ def normalise_report(data):
         outcome = 'check_mode'
     else:
         outcome = 'completed'
+    if not run.get('stopped'):
+        broken = [h for h in hosts if h['status'] in ('failed', 'rolled_back', 'unreachable')]
+        if broken:
+            run['stopped'] = '%s %s (%s): no further node was started' % (
+                broken[0]['host'], broken[0]['status'].replace('_', ' '), broken[0].get('error') or 'no message')
+        elif left:
+            reasons = [h.get('error') for h in hosts if h['status'] == 'postponed' and h.get('error')]
+            run['stopped'] = reasons[0] if reasons else 'nodes were not reached'
     run.update({'started': _iso(started), 'finished': _iso(finished), 'started_epoch': started,
                 'finished_epoch': finished,
                 'duration_seconds': round(finished - started, 1) if started is not None and finished is not None else None,

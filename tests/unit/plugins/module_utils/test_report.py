@@ -242,3 +242,11 @@ def test_report_from_the_rollout_record_and_inference_check_results():
     assert '| gpu2 | NO | chat completion: FAILED |' in md and '| gpu3 | not run |' in md
     assert "gpu3: postponed - left for the next window - the window 'monthly' closes" in '\n'.join(norm['summary'])
     assert 'gpu4: unreachable - stopped answering during the drain and update' in '\n'.join(norm['summary'])
+    assert norm['run']['stopped'] == 'gpu2 rolled back (validation: chat completion failed): no further node was started'
+
+
+def test_stopped_by_the_window_says_why_from_the_postponed_nodes():
+    _files, norm = report.report({'run': {'name': 'r'}, 'hosts': [
+        {'host': 'a', 'status': 'updated', 'times': {}},
+        {'host': 'b', 'status': 'postponed', 'postponed_reason': "the window 'monthly' closes in 5m"}]})
+    assert norm['run']['outcome'] == 'stopped' and norm['run']['stopped'] == "the window 'monthly' closes in 5m"
