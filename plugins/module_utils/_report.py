@@ -521,8 +521,8 @@ def report(data):
         lines += ['', '## Rolled back', '']
         lines += ['- %s: %s' % (r['host'], r['why']) for r in norm['rolled_back']]
     lines += ['', '## Postponed', '']
-    lines += ['- %s %s %s -> %s' % (p.get('host', ''), p.get('component', ''), p.get('name', ''), p.get('to', ''))
-              for p in norm['postponed']] or ['Nothing was postponed.']
+    lines += [('- %s %s %s -> %s' % (p.get('host', ''), p.get('component', ''), p.get('name', ''), p.get('to', ''))).replace('  ', ' ')
+              if isinstance(p, dict) else '- %s' % p for p in norm['postponed']] or ['Nothing was postponed.']
     lines += ['', '## Summary', ''] + ['- %s' % l.strip() for l in norm['summary']]
     md = '\n'.join(lines) + '\n'
     body = _md_to_html(lines[:2]) + '\n<h2>Timeline</h2>\n' + timeline_svg(norm) + '\n' + _md_to_html(lines[2:])
