@@ -12,7 +12,7 @@ module: maintenance_report
 short_description: Write the change notice or the run report of a maintenance run, with its history
 version_added: 0.2.0
 description:
-  - Run on the controller (C(delegate_to: localhost), C(run_once)) with what the playbooks collected.
+  - Run on the controller (C(delegate_to=localhost), C(run_once)) with what the playbooks collected.
   - O(kind=notice) renders the change notice from the plan - Markdown, HTML and an iCalendar event (C(.ics)) of the
     window - into O(dest)/O(name)/C(notice.{md,html,ics}).
   - O(kind=report) renders the run report - Markdown, HTML (with a timeline picture, an inline SVG of which node
@@ -41,7 +41,7 @@ options:
     required: true
   data:
     description:
-      - For V(notice) - C(hosts) (C({host: update_plan result})), C(window) (a window of the window_status filter, e.g.
+      - For V(notice) - C(hosts) (per host its update_plan result), C(window) (a window of the window_status filter, e.g.
         its C(next)), C(title), C(run), C(contact), C(postpone) (how to postpone), C(sequence) (raise it with each
         revision of the notice), C(organizer), C(url).
       - For V(report) - C(run) (C(name), C(kind), C(started), C(finished), C(strategy), C(window), C(stopped),

@@ -13,7 +13,7 @@ short_description: Assess a host's pending updates - risk, reboot, downtime, kno
 version_added: 0.2.0
 description:
   - Takes what the component roles plan for a host (their C(<role>_plan) facts, the shared contract of
-    C(tasks_from: plan) - lists of C(component), C(name), C(from), C(to), C(reboot), C(security), C(risk), C(reason)) and
+    the C(plan) tasks - lists of C(component), C(name), C(from), C(to), C(reboot), C(security), C(risk), C(reason)) and
     applies the risk rules of the maintenance run (docs/maintenance-run.md) - a reboot is at least medium; a kernel
     package, a driver branch change, a major version change, a known-bad target version, and a version that cannot
     be read are high; a minor version change is medium.
@@ -25,7 +25,7 @@ description:
     run down the emergency path (RV(path=emergency)); the other changes are postponable and are postponed when
     named (by name or component) in O(postpone). A known-bad target version is blocked.
   - The expected downtime per node (a reboot, else a service restart per changed component) and for users (none
-    with O(strategy=rolling_gateway): the node is drained behind the gateway first).
+    with O(strategy=rolling_gateway), where the node is drained behind the gateway first).
   - Reads only; never changes the host.
 author:
   - onprem_ai maintenance engineers (@onprem-ai)
