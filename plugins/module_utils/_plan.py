@@ -349,8 +349,8 @@ def plan(changes, advisories=None, known_bad=None, packages=None, osv=None, stra
         if not isinstance(advisory, dict) or not advisory.get('id') or not advisory.get('name'):
             raise PlanError('advisories[%d]: {id, name, severity} is needed' % i)
         for change in items:
-            if change['name'] == advisory['name'] and (not advisory.get('component')
-                                                        or advisory['component'] == change['component']):
+            same_component = not advisory.get('component') or advisory['component'] == change['component']
+            if change['name'] == advisory['name'] and same_component:
                 change['security'] = True
                 change['advisories'].append({'id': str(advisory['id']),
                                              'severity': str(advisory.get('severity', 'unknown')).lower()})

@@ -113,7 +113,7 @@ def _h(text):
 
 
 def _table_md(headers, rows):
-    lines = ['| %s |' % ' | '.join(headers), '| %s |' % ' | '.join('---' for _ in headers)]
+    lines = ['| %s |' % ' | '.join(headers), '| %s |' % ' | '.join(['---'] * len(headers))]
     lines.extend('| %s |' % ' | '.join(_md(cell) for cell in row) for row in rows)
     return lines
 
@@ -222,8 +222,8 @@ def notice(data, dtstamp=None):
               '- Reboot: %s' % ('yes, node by node' if summary['reboot'] else 'no'),
               '- Downtime for users: %s' % users,
               '- Downtime per node (out of routing): about %s' % _secs(summary['node_seconds']),
-              '- Nodes with pending changes: %d of %d (%s)' % (len(summary['hosts_pending']), summary['hosts'],
-                                                              ', '.join(summary['hosts_pending']) or 'none')]
+              '- Nodes with pending changes: %d of %d (%s)' % (
+                  len(summary['hosts_pending']), summary['hosts'], ', '.join(summary['hosts_pending']) or 'none')]
     if summary['emergency']:
         lines.append('- CRITICAL security updates: they go ahead on the emergency path, not in this window')
     lines += ['', '## What changes', '']
@@ -269,12 +269,12 @@ def _components(raw):
     """The host's changes: `components`, or the `changes` of the rollout record with its `rolled_back` roles."""
     if raw.get('components') is not None:
         return list(raw['components'])
-    rolled = set(str(c).split('.')[-1] for c in raw.get('rolled_back') or [])
+    rolled = set(str(c).rsplit('.', maxsplit=1)[-1] for c in raw.get('rolled_back') or [])
     out = []
     for change in raw.get('changes') or []:
         if isinstance(change, dict):
             item = dict(change)
-            item['rolled_back'] = str(change.get('component', '')).split('.')[-1] in rolled
+            item['rolled_back'] = str(change.get('component', '')).rsplit('.', maxsplit=1)[-1] in rolled
             out.append(item)
     return out
 
