@@ -174,7 +174,7 @@ def haproxy_out_of_routing(text, targets):
 
 
 def _timing(times):
-    """', drained X s for Y s of its own work' from the timestamps gpu.yml records, '' when incomplete."""
+    """', drained X s for Y s of its own work' from the timestamps the sequence records, '' when incomplete."""
     try:
         times = dict((key, float(value)) for key, value in _mapping(times).items())
         drained = times['undrained'] - times['drain']
@@ -184,32 +184,70 @@ def _timing(times):
     return ', drained %.1f s for %.1f s of its own work (x%.2f)' % (drained, work, drained / work if work > 0 else 0)
 
 
+def _short(component):
+    return to_text(component).split('.')[-1]
+
+
+def _changes_text(changes):
+    """'3 changes (1 security): a 1 -> 2, b, ...' from the components' plan entries."""
+    changes = [change for change in changes or [] if isinstance(change, dict)]
+    if not changes:
+        return ''
+    security = len([change for change in changes if change.get('security')])
+    names = ['%s %s -> %s' % (change.get('name'), change.get('from'), change.get('to'))
+             if change.get('from') or change.get('to') else to_text(change.get('name')) for change in changes[:3]]
+    more = ', ...' if len(changes) > 3 else ''
+    return '%d change%s%s: %s%s' % (len(changes), '' if len(changes) == 1 else 's',
+                                   ' (%d security)' % security if security else '', ', '.join(names), more)
+
+
+def _error(hv):
+    error = to_text(hv.get('rollout_error', 'failed'))
+    return error if len(error) <= 200 else error[:197] + '...'
+
+
 def _line(node, hv, check_mode):
     driver = _mapping(hv.get('gpu_stack_driver'))
     version = _mapping(driver.get('version'))
     where = hv.get('rollout_drained_on') or []
     drained = ' (left drained on %s)' % ', '.join(where) if where else ''
+    times = hv.get('rollout_times')
     if hv.get('rollout_unreachable'):
         return '%s: UNREACHABLE during %s%s' % (node, hv.get('rollout_phase', 'the rollout'), drained)
+    if hv.get('rollout_postponed'):
+        return '%s: POSTPONED - %s' % (node, to_text(hv.get('rollout_postponed_reason', 'left for later')))
     if 'gpu_stack_rolled_back' in hv:
         return '%s: FAILED - %s did not verify, rolled back to %s%s' % (
             node, version.get('after'), driver.get('previous_version'), drained)
-    if hv.get('gpu_rollout_failed'):
-        error = to_text(hv.get('gpu_rollout_error', 'failed'))
-        return '%s: FAILED - %s%s' % (node, error if len(error) <= 200 else error[:197] + '...', drained)
+    if hv.get('rollout_failed'):
+        rolled = hv.get('rollout_rolled_back') or []
+        back = ' (rolled back: %s)' % ', '.join(_short(c) for c in rolled) if rolled else ''
+        return '%s: FAILED - %s%s%s' % (node, _error(hv), back, drained)
+    updated = [_short(c) for c in hv.get('rollout_updated') or []]
+    others = [c for c in updated if c != 'gpu_stack']
     if version and driver.get('changed'):
-        return '%s: %s -> %s (%s), %s%s' % (node, version.get('before'), version.get('after'),
+        line = '%s: %s -> %s (%s), %s%s' % (node, version.get('before'), version.get('after'),
                                             'reboot' if driver.get('reboot_required') else 'module reload',
                                             'check mode: nothing changed' if check_mode else 'verified',
-                                            _timing(hv.get('gpu_rollout_times')))
+                                            _timing(times))
+        if others:
+            line += '; also updated %s' % ', '.join(others)
+        return line
+    if updated or (check_mode and hv.get('rollout_todo')):
+        text = _changes_text(hv.get('rollout_changes'))
+        return '%s: %s%s, %s%s' % (node, ', '.join(updated) or 'would update', ' (%s)' % text if text else '',
+                                   'check mode: nothing changed' if check_mode else 'verified', _timing(times))
+    undrained = hv.get('rollout_undrained_only')
+    extra = ', put back into routing' if undrained else ', not drained'
     if version:
-        extra = ', put back into routing' if hv.get('gpu_rollout_undrained_only') else ', not drained'
         return '%s: already on %s%s' % (node, version.get('after'), extra)
+    if 'rollout_todo' in hv:
+        return '%s: nothing to do%s' % (node, extra)
     return '%s: not reached, the rollout stopped' % node
 
 
 def rollout_summary(hosts, hostvars, check_mode=False):
-    """One line per node of a GPU rollout, from the facts gpu.yml and the gpu_stack role leave."""
+    """One line per node of a rolling run, from the facts the shared sequence and its components leave."""
     if isinstance(hosts, string_types) or not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError('hosts must be a list of host names')
     lines = []
@@ -222,6 +260,52 @@ def rollout_summary(hosts, hostvars, check_mode=False):
     return lines
 
 
+def _status(hv):
+    if hv.get('rollout_unreachable'):
+        return 'unreachable'
+    if hv.get('rollout_postponed'):
+        return 'postponed'
+    if hv.get('rollout_failed'):
+        return 'rolled_back' if hv.get('rollout_rolled_back') or 'gpu_stack_rolled_back' in hv else 'failed'
+    if hv.get('rollout_updated'):
+        return 'updated'
+    if 'rollout_todo' in hv:
+        return 'unchanged'
+    return 'not_reached'
+
+
+def rollout_record(hosts, hostvars):
+    """The run's record per node (status, changes, updated components, times, error) for reports and AWX."""
+    if isinstance(hosts, string_types) or not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError('hosts must be a list of host names')
+    record = []
+    for node in hosts:
+        try:
+            hv = _Facts(hostvars[node])
+        except KeyError:
+            hv = _Facts({})
+        times = {}
+        for key, value in _mapping(hv.get('rollout_times')).items():
+            try:
+                times[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        status = _status(hv)
+        record.append({
+            'host': node,
+            'status': status,
+            'changes': [change for change in hv.get('rollout_changes') or [] if isinstance(change, dict)],
+            'updated': [_short(c) for c in hv.get('rollout_updated') or []],
+            'rolled_back': [_short(c) for c in hv.get('rollout_rolled_back') or []],
+            'drained_on': list(hv.get('rollout_drained_on') or []),
+            'times': times,
+            'error': _error(hv) if status in ('failed', 'rolled_back') else None,
+            'phase': hv.get('rollout_phase') if status == 'unreachable' else None,
+            'postponed_reason': to_text(hv.get('rollout_postponed_reason')) if status == 'postponed' else None,
+        })
+    return record
+
+
 class FilterModule(object):
     """Rolling maintenance filters."""
 
@@ -232,4 +316,5 @@ class FilterModule(object):
             'haproxy_servers': haproxy_servers,
             'haproxy_out_of_routing': haproxy_out_of_routing,
             'rollout_summary': rollout_summary,
+            'rollout_record': rollout_record,
         }

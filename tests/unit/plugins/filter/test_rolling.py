@@ -10,7 +10,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.onprem_ai.maintenance.plugins.filter.rolling import (
-    haproxy_out_of_routing, haproxy_servers, litellm_haproxy_layout, litellm_haproxy_targets, rollout_summary)
+    haproxy_out_of_routing, haproxy_servers, litellm_haproxy_layout, litellm_haproxy_targets, rollout_record,
+    rollout_summary)
 
 
 def deployment(node, model='llama', key='os.environ/VLLM_KEY', base=None):
@@ -96,13 +97,13 @@ def driver(before, after, changed=True, reboot=False):
 def test_summary_one_line_per_node():
     hostvars = {
         'n1': {'gpu_stack_driver': driver('550', '570'),
-               'gpu_rollout_times': {'drain': 100.0, 'work': 102.0, 'upgraded': 106.0, 'warm': 110.0, 'undrained': 112.0}},
+               'rollout_times': {'drain': 100.0, 'work': 102.0, 'upgraded': 106.0, 'warm': 110.0, 'undrained': 112.0}},
         'n2': {'gpu_stack_driver': driver('570', '570', changed=False)},
-        'n3': {'gpu_stack_driver': driver('570', '570', changed=False), 'gpu_rollout_undrained_only': True},
+        'n3': {'gpu_stack_driver': driver('570', '570', changed=False), 'rollout_undrained_only': True},
         'n4': {'rollout_unreachable': True, 'rollout_phase': 'the drain and upgrade',
                'rollout_drained_on': ['gw1']},
         'n5': {'gpu_stack_driver': driver('550', '570'), 'gpu_stack_rolled_back': {}, 'rollout_drained_on': []},
-        'n6': {'gpu_rollout_failed': True, 'gpu_rollout_error': 'x' * 300},
+        'n6': {'rollout_failed': True, 'rollout_error': 'x' * 300},
     }
     lines = rollout_summary(['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'], hostvars)
     assert lines[0] == 'n1: 550 -> 570 (module reload), verified, drained 12.0 s for 8.0 s of its own work (x1.50)'
@@ -117,3 +118,49 @@ def test_summary_one_line_per_node():
 def test_summary_in_check_mode():
     assert rollout_summary(['n1'], {'n1': {'gpu_stack_driver': driver('550', '570', reboot=True)}}, True) == [
         'n1: 550 -> 570 (reboot), check mode: nothing changed']
+
+
+def test_summary_of_other_components_and_gates():
+    change = {'component': 'os_update', 'name': 'openssl', 'from': '3.0.1', 'to': '3.0.2', 'security': True}
+    hostvars = {
+        'n1': {'rollout_todo': True, 'rollout_updated': ['onprem_ai.maintenance.os_update'],
+               'rollout_changes': [change, dict(change, name='curl', security=False)],
+               'rollout_times': {'drain': 0, 'work': 1, 'upgraded': 5, 'warm': 7, 'undrained': 9}},
+        'n2': {'rollout_todo': False, 'rollout_changes': []},
+        'n3': {'rollout_postponed': True, 'rollout_postponed_reason': 'the window closes in 10m'},
+        'n4': {'rollout_todo': True, 'rollout_failed': True, 'rollout_error': 'validation: p99 too high',
+               'rollout_updated': ['onprem_ai.maintenance.model_server'],
+               'rollout_rolled_back': ['onprem_ai.maintenance.model_server']},
+        'n5': {'gpu_stack_driver': driver('550', '570'), 'rollout_todo': True,
+               'rollout_updated': ['onprem_ai.maintenance.os_update', 'onprem_ai.maintenance.gpu_stack']},
+    }
+    lines = rollout_summary(['n1', 'n2', 'n3', 'n4', 'n5'], hostvars)
+    assert lines[0] == ('n1: os_update (2 changes (1 security): openssl 3.0.1 -> 3.0.2, curl 3.0.1 -> 3.0.2), '
+                        'verified, drained 9.0 s for 6.0 s of its own work (x1.50)')
+    assert lines[1] == 'n2: nothing to do, not drained'
+    assert lines[2] == 'n3: POSTPONED - the window closes in 10m'
+    assert lines[3] == 'n4: FAILED - validation: p99 too high (rolled back: model_server)'
+    assert lines[4] == 'n5: 550 -> 570 (module reload), verified; also updated os_update'
+    assert rollout_summary(['n1'], {'n1': {'rollout_todo': True, 'rollout_changes': [change]}}, True) == [
+        'n1: would update (1 change (1 security): openssl 3.0.1 -> 3.0.2), check mode: nothing changed']
+
+
+def test_record():
+    hostvars = {
+        'n1': {'rollout_todo': True, 'rollout_updated': ['onprem_ai.maintenance.gpu_stack'],
+               'rollout_times': {'drain': '1.5', 'bad': 'x'}},
+        'n2': {'rollout_unreachable': True, 'rollout_phase': 'the drain and update', 'rollout_drained_on': ['gw']},
+        'n3': {'rollout_todo': True, 'rollout_failed': True, 'rollout_error': 'boom',
+               'rollout_rolled_back': ['onprem_ai.maintenance.gpu_stack']},
+        'n4': {'rollout_postponed': True, 'rollout_postponed_reason': 'window'},
+        'n5': {'rollout_todo': False},
+    }
+    record = rollout_record(['n1', 'n2', 'n3', 'n4', 'n5', 'n6'], hostvars)
+    assert [entry['status'] for entry in record] == [
+        'updated', 'unreachable', 'rolled_back', 'postponed', 'unchanged', 'not_reached']
+    assert record[0]['updated'] == ['gpu_stack'] and record[0]['times'] == {'drain': 1.5}
+    assert record[1]['phase'] == 'the drain and update' and record[1]['drained_on'] == ['gw']
+    assert record[2]['error'] == 'boom' and record[2]['rolled_back'] == ['gpu_stack']
+    assert record[3]['postponed_reason'] == 'window'
+    with pytest.raises(AnsibleFilterError):
+        rollout_record('n1', hostvars)
