@@ -333,7 +333,7 @@ def _rules(change, known_bad):
 
 
 def plan(changes, advisories=None, known_bad=None, packages=None, osv=None, strategy='rolling_gateway',
-         reboot_seconds=300, restart_seconds=60, postpone=None, critical_severities=DEFAULT_CRITICAL):
+         reboot_seconds=300, restart_seconds=60, postpone=None, critical_severities=DEFAULT_CRITICAL, checks=None):
     """The plan of one host (see the module's RETURN); raises PlanError naming what cannot be used."""
     if strategy not in STRATEGIES:
         raise PlanError('strategy: %r is not one of %s' % (strategy, ', '.join(STRATEGIES)))
@@ -420,5 +420,97 @@ def plan(changes, advisories=None, known_bad=None, packages=None, osv=None, stra
                     for c in result_changes if c['blocked']],
         'vulnerabilities': vulnerabilities,
         'packages_checked': len(packages or []),
+        'recommendations': recommendations(checks) if checks else [],
         'summary': summary,
     }
+
+
+# ----- proactive maintenance: housekeeping and tuning, one recommendation each --------------------------------------
+
+def _finding(check, status, finding, recommendation=None):
+    return {'check': check, 'status': status, 'finding': finding, 'recommendation': recommendation}
+
+
+def _gpu_checks(gpu_info):
+    out = []
+    driver = gpu_info.get('driver') or {}
+    if driver.get('mismatch') or driver.get('reload_or_reboot_required'):
+        out.append(_finding('driver loaded', 'recommend', driver.get('reload_or_reboot_reason')
+                            or 'the loaded driver differs from the installed one',
+                            'reboot (or reload the modules) in the next window'))
+    for gpu in gpu_info.get('gpus') or []:
+        name = 'GPU %s (%s)' % (gpu.get('index'), gpu.get('pci_bus_id'))
+        mode = gpu.get('persistence_mode')
+        if mode is None:
+            out.append(_finding('persistence mode', 'unknown', '%s: persistence mode cannot be read' % name))
+        elif mode != 'Enabled':
+            out.append(_finding('persistence mode', 'recommend', '%s: persistence mode is %s' % (name, mode),
+                                'enable it (nvidia-persistenced), so that the driver stays loaded between jobs'))
+        ecc, pending = gpu.get('ecc_mode'), gpu.get('ecc_pending_mode')
+        if ecc is None:
+            out.append(_finding('ECC mode', 'unknown', '%s: ECC mode cannot be read (or the GPU has none)' % name))
+        elif ecc != 'Enabled':
+            out.append(_finding('ECC mode', 'recommend', '%s: ECC is %s' % (name, ecc),
+                                'enable ECC (nvidia-smi -e 1, then a reboot in the window) on a datacenter GPU'))
+        if ecc is not None and pending is not None and pending != ecc:
+            out.append(_finding('ECC mode', 'recommend', '%s: ECC %s is pending' % (name, pending),
+                                'reboot in the next window to apply it'))
+    toolkits = [t for t in gpu_info.get('cuda_toolkits') or [] if isinstance(t, dict)]
+    default = [t.get('version') for t in toolkits if t.get('default')]
+    unused = [t.get('version') for t in toolkits if not t.get('default')]
+    if unused:
+        out.append(_finding('CUDA toolkits', 'recommend', 'installed besides the default %s: %s' % (
+            default[0] if default else '(none)', ', '.join(str(v) for v in unused)),
+            'remove the toolkits no engine uses (cuda_toolkit, remove_others)'))
+    return out
+
+
+def recommendations(checks):
+    """Housekeeping and tuning findings from what the plan gathered; each with one recommendation.
+
+    checks: {gpu_info, engine_gpu_memory_utilization, disk: {path, free_bytes, needed_bytes}, journal_bytes,
+    journal_max_bytes, model_versions: {model: count}, keep, gateway: {timeout_s, num_retries}, engine_p99_ms}.
+    A value that is not given is not checked; one given as null is 'unknown'.
+    """
+    if not isinstance(checks, dict):
+        raise PlanError('checks: a mapping is needed, got %s' % type(checks).__name__)
+    out = []
+    if isinstance(checks.get('gpu_info'), dict):
+        out.extend(_gpu_checks(checks['gpu_info']))
+    if 'engine_gpu_memory_utilization' in checks:
+        share = checks['engine_gpu_memory_utilization']
+        if share is None:
+            out.append(_finding('engine GPU memory share', 'unknown', 'the engine\'s GPU memory share cannot be read'))
+        elif float(share) > 0.95:
+            out.append(_finding('engine GPU memory share', 'recommend', 'the engine claims %.0f %% of GPU memory' % (float(share) * 100),
+                                'lower it to 0.90-0.92: the CUDA context and a second process need headroom'))
+    disk = checks.get('disk')
+    if isinstance(disk, dict):
+        free, needed = disk.get('free_bytes'), disk.get('needed_bytes')
+        if free is None:
+            out.append(_finding('free disk', 'unknown', 'free space on %s cannot be read' % disk.get('path')))
+        elif needed is not None and int(free) < int(needed) * 1.1:
+            out.append(_finding('free disk', 'recommend', '%s has %d GiB free, the next model pull needs %d GiB' % (
+                disk.get('path'), int(free) >> 30, int(needed) >> 30), 'remove old model versions beyond keep-N before the pull'))
+    keep = checks.get('keep')
+    for model, count in sorted((checks.get('model_versions') or {}).items()):
+        if keep is not None and int(count) > int(keep):
+            out.append(_finding('old model versions', 'recommend', '%s: %d versions kept, keep is %d' % (model, int(count), int(keep)),
+                                'prune with model_pull (keep=%d)' % int(keep)))
+    if checks.get('journal_bytes') is not None and checks.get('journal_max_bytes') is not None \
+            and int(checks['journal_bytes']) > int(checks['journal_max_bytes']):
+        out.append(_finding('journal size', 'recommend', 'the journal holds %d MiB' % (int(checks['journal_bytes']) >> 20),
+                            'set SystemMaxUse= in journald.conf (or journalctl --vacuum-size)'))
+    gateway, p99 = checks.get('gateway'), checks.get('engine_p99_ms')
+    if isinstance(gateway, dict):
+        timeout, retries = gateway.get('timeout_s'), gateway.get('num_retries')
+        if p99 is not None and timeout is not None and float(timeout) * 1000 < 3 * float(p99):
+            out.append(_finding('gateway timeout', 'recommend', 'timeout %ss against an engine p99 of %d ms' % (timeout, int(p99)),
+                                'raise the gateway timeout to at least 3 x the engines\' p99 latency'))
+        if retries is not None and int(retries) == 0:
+            out.append(_finding('gateway retries', 'recommend', 'the gateway does not retry',
+                                'allow 1-2 retries, so that a request to a node going out of routing is retried'))
+        elif retries is not None and int(retries) > 3:
+            out.append(_finding('gateway retries', 'recommend', '%d retries multiply the load on a failing engine' % int(retries),
+                                'lower the retries to 1-2'))
+    return out

@@ -236,6 +236,12 @@ def notice(data, dtstamp=None):
         lines += _table_md(['host', 'package', 'installed', 'advisory', 'severity', 'fixed in'],
                            [[h, v['package'], v['version'], ' '.join([v['id']] + list(v.get('aliases') or [])),
                              v['severity'], v.get('fixed') or 'no fix yet'] for h, v in vulns])
+    recs = [(h, r) for h in sorted(data['hosts']) for r in (data['hosts'][h] or {}).get('recommendations') or []]
+    if recs:
+        lines += ['', '## Proactive maintenance (drift, housekeeping, tuning)', '']
+        lines += _table_md(['host', 'check', 'finding', 'recommendation'],
+                           [[h, r.get('check'), r.get('finding'), r.get('recommendation') or 'find out: it cannot be read']
+                            for h, r in recs])
     lines += ['', '## Postponing and contact', '',
               data.get('postpone') or 'Non-critical changes can be postponed to the next window: ask the team before '
                                       'the window opens. Critical security updates cannot be postponed.',

@@ -97,6 +97,16 @@ options:
     type: list
     elements: str
     default: [critical]
+  checks:
+    description:
+      - Proactive maintenance - what was gathered for the housekeeping and tuning checks, each finding with one
+        recommendation in RV(recommendations). Keys (each optional; one given as null is reported as unknown)
+        C(gpu_info) (the gpu_info module's result - driver reload pending, persistence mode, ECC mode, CUDA
+        toolkits besides the default), C(engine_gpu_memory_utilization) (the engine's GPU memory share),
+        C(disk) (C(path), C(free_bytes), C(needed_bytes) of the next model pull), C(model_versions) (versions kept
+        per model) with C(keep), C(journal_bytes) with C(journal_max_bytes), C(gateway) (C(timeout_s),
+        C(num_retries)) with C(engine_p99_ms).
+    type: dict
 seealso:
   - name: Maintenance run
     description: Plan, notice, windows, playbooks and report (docs/maintenance-run.md in the collection).
@@ -176,6 +186,13 @@ vulnerabilities:
   returned: always
   type: list
   elements: dict
+recommendations:
+  description: The proactive checks' findings - C(check), C(status) (V(recommend) or V(unknown)), C(finding), C(recommendation).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{check: persistence mode, status: recommend, finding: "GPU 0 (00000000:1A:00.0): persistence mode is Disabled",
+            recommendation: "enable it (nvidia-persistenced), so that the driver stays loaded between jobs"}]
 packages_checked:
   description: How many installed Python packages were matched against the advisory database.
   returned: always
@@ -204,6 +221,7 @@ ARGUMENT_SPEC = dict(
     restart_seconds=dict(type='int', default=60),
     postpone=dict(type='list', elements='str', default=[]),
     critical_severities=dict(type='list', elements='str', default=['critical']),
+    checks=dict(type='dict'),
 )
 
 
@@ -226,7 +244,8 @@ def run(params):
     return plan_utils.plan(params['plans'], advisories=params['advisories'], known_bad=params['known_bad'],
                            packages=packages, osv=records, strategy=params['strategy'],
                            reboot_seconds=params['reboot_seconds'], restart_seconds=params['restart_seconds'],
-                           postpone=params['postpone'], critical_severities=params['critical_severities'])
+                           postpone=params['postpone'], critical_severities=params['critical_severities'],
+                           checks=params['checks'])
 
 
 def main():

@@ -131,3 +131,44 @@ def test_pip_list():
         plan.pip_list('/v', '[{"name": "x"}]')
     with pytest.raises(plan.PlanError, match='not pip list'):
         plan.pip_list('/v', 'DEPRECATION: ...')
+
+
+GPU_INFO = {
+    'driver': {'mismatch': False, 'reload_or_reboot_required': True, 'reload_or_reboot_reason': 'installed 570.133.20, loaded 570.124.06'},
+    'gpus': [{'index': 0, 'pci_bus_id': '00000000:1A:00.0', 'persistence_mode': 'Disabled', 'ecc_mode': 'Enabled',
+              'ecc_pending_mode': 'Enabled'},
+             {'index': 1, 'pci_bus_id': '00000000:2A:00.0', 'persistence_mode': 'Enabled', 'ecc_mode': 'Disabled',
+              'ecc_pending_mode': 'Enabled'},
+             {'index': 2, 'pci_bus_id': '00000000:3A:00.0', 'persistence_mode': None, 'ecc_mode': None}],
+    'cuda_toolkits': [{'version': '12.4.1', 'default': False}, {'version': '12.8.1', 'default': True}],
+}
+
+
+def test_recommendations_one_each():
+    found = plan.recommendations({
+        'gpu_info': GPU_INFO, 'engine_gpu_memory_utilization': 0.98,
+        'disk': {'path': '/srv/models', 'free_bytes': 20 << 30, 'needed_bytes': 19 << 30},
+        'model_versions': {'llama': 5, 'qwen': 2}, 'keep': 3,
+        'journal_bytes': 6 << 30, 'journal_max_bytes': 4 << 30,
+        'gateway': {'timeout_s': 10, 'num_retries': 0}, 'engine_p99_ms': 8000})
+    by = [(f['check'], f['status']) for f in found]
+    assert by == [('driver loaded', 'recommend'), ('persistence mode', 'recommend'), ('ECC mode', 'recommend'),
+                  ('ECC mode', 'recommend'), ('persistence mode', 'unknown'), ('ECC mode', 'unknown'),
+                  ('CUDA toolkits', 'recommend'), ('engine GPU memory share', 'recommend'), ('free disk', 'recommend'),
+                  ('old model versions', 'recommend'), ('journal size', 'recommend'), ('gateway timeout', 'recommend'),
+                  ('gateway retries', 'recommend')]
+    assert all(f['recommendation'] for f in found if f['status'] == 'recommend')
+    assert found[6]['finding'] == 'installed besides the default 12.8.1: 12.4.1'
+    assert found[9]['finding'] == 'llama: 5 versions kept, keep is 3'
+
+
+def test_recommendations_quiet_when_all_is_well_and_unknown_when_unreadable():
+    healthy = {'driver': {}, 'gpus': [{'index': 0, 'persistence_mode': 'Enabled', 'ecc_mode': 'Enabled',
+                                       'ecc_pending_mode': 'Enabled'}], 'cuda_toolkits': [{'version': '12.8.1', 'default': True}]}
+    assert plan.recommendations({'gpu_info': healthy, 'engine_gpu_memory_utilization': 0.9,
+                                 'gateway': {'timeout_s': 600, 'num_retries': 2}, 'engine_p99_ms': 8000}) == []
+    found = plan.recommendations({'engine_gpu_memory_utilization': None, 'disk': {'path': '/srv', 'free_bytes': None}})
+    assert [f['status'] for f in found] == ['unknown', 'unknown']
+    assert plan.plan([], checks={'gateway': {'num_retries': 9}})['recommendations'][0]['check'] == 'gateway retries'
+    with pytest.raises(plan.PlanError):
+        plan.recommendations(['x'])

@@ -250,3 +250,13 @@ def test_stopped_by_the_window_says_why_from_the_postponed_nodes():
         {'host': 'a', 'status': 'updated', 'times': {}},
         {'host': 'b', 'status': 'postponed', 'postponed_reason': "the window 'monthly' closes in 5m"}]})
     assert norm['run']['outcome'] == 'stopped' and norm['run']['stopped'] == "the window 'monthly' closes in 5m"
+
+
+
+def test_notice_lists_the_proactive_recommendations():
+    data = notice_data()
+    data['hosts']['gpu2'] = plan.plan([], checks={'gateway': {'num_retries': 0}, 'engine_gpu_memory_utilization': None})
+    md = report.notice(data)['notice.md']
+    assert '## Proactive maintenance (drift, housekeeping, tuning)' in md
+    assert '| gpu2 | gateway retries | the gateway does not retry | allow 1-2 retries' in md
+    assert '| gpu2 | engine GPU memory share | the engine\'s GPU memory share cannot be read | find out: it cannot be read |' in md
