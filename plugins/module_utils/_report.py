@@ -55,6 +55,8 @@ def check_no_secrets(value, path='data'):
     """Refuse data that would put a secret into a 0644 file (a key naming one, with a non-empty value)."""
     if isinstance(value, dict):
         for key, item in value.items():
+            if key == 'invocation':  # Ansible's record of a module's arguments (no_log values masked): not rendered
+                continue
             if SECRET_KEY.search(str(key)) and item not in (None, '', [], {}, False):
                 raise ReportError('%s.%s: the notice and report files are 0644 and must not hold secrets; leave this '
                                   'key out of the data' % (path, key))
@@ -311,7 +313,6 @@ def _host(raw, index, validation=None):
 
 def normalise_report(data):
     """The report data with hosts checked, times as epoch seconds, the outcome and counts worked out."""
-    check_no_secrets(data)
     run = dict(data.get('run') or {})
     hosts = [_host(h, i, data.get('validation')) for i, h in enumerate(data.get('hosts') or [])]
     if not hosts:
@@ -347,11 +348,13 @@ def normalise_report(data):
                 'duration_seconds': round(finished - started, 1) if started is not None and finished is not None else None,
                 'outcome': outcome})
     failed_requests = data.get('failed_requests')
-    return {'run': run, 'hosts': hosts, 'counts': counts, 'left_for_next_window': left,
+    norm = {'run': run, 'hosts': hosts, 'counts': counts, 'left_for_next_window': left,
             'failed_requests': failed_requests, 'postponed': list(data.get('postponed') or []),
             'rolled_back': [{'host': h['host'], 'why': h.get('error') or 'validation failed'}
                             for h in hosts if h['status'] == 'rolled_back'],
             'summary': summary_lines({'run': run, 'hosts': hosts, 'left': left, 'failed_requests': failed_requests})}
+    check_no_secrets(norm)  # what is written: the raw validation results (their module arguments) are not
+    return norm
 
 
 def _versions(host):

@@ -121,7 +121,7 @@ EXAMPLES = r'''
   onprem_ai.maintenance.update_plan:
     plans: "{{ (gpu_stack_plan | default([])) + (os_update_plan | default([])) }}"
     venvs: [/opt/litellm/venv-1.108.7]
-    advisory_records: "{{ query('fileglob', advisory_dir ~ '/*.json') | map('file') | map('from_json') | list }}"
+    advisory_db: /srv/osv/PyPI
     strategy: rolling_gateway
   register: plan
 

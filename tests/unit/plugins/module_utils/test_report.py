@@ -229,7 +229,7 @@ def test_report_from_the_rollout_record_and_inference_check_results():
         'gpu1': {'changed': False, 'passed': True, 'checks': [{'name': 'chat completion', 'passed': True, 'reason': 'ok'}],
                  'figures': {'ttft_p50_ms': 80, 'latency_p95_ms': 410, 'tokens_per_s': 51.2, 'error_rate': 0.0},
                  'baseline': {'captured': '2026-12-01', 'figures': {'ttft_p50_ms': 82, 'latency_p95_ms': 400, 'tokens_per_s': 50.0}}},
-        'gpu2': {'failed': True, 'passed': False, 'checks': [{'name': 'chat completion', 'passed': False, 'reason': 'HTTP 500'}]},
+        'gpu2': {'failed': True, 'passed': False, 'invocation': {'module_args': {'api_key': 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}}, 'checks': [{'name': 'chat completion', 'passed': False, 'reason': 'HTTP 500'}]},
         'gpu3': {'skipped': True},
     }
     files, norm = report.report({'run': {'name': 'r', 'kind': 'monthly', 'finished': 1796763900}, 'hosts': record,
