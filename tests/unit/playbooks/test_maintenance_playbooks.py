@@ -153,3 +153,16 @@ def test_emergency_outside_the_window_stops_at_a_failed_node(lab):
     history = json.loads((tmp / 'reports' / 'history.json').read_text())['runs']
     assert [h['name'] for h in history][-2:] == ['closing', 'emergency']
     assert 'emergency run: DSA-0000-1 critical, approved' in (tmp / 'reports' / 'latest-summary.txt').read_text()
+
+
+def test_rollback_needs_a_reason_and_rolls_each_node_back(lab):
+    run, tmp = lab
+    proc, report = run('rollback-no-reason', 'rollback.yml', {'a': {}}, {})
+    assert proc.returncode == 2 and report is None and 'a rollback needs its reason' in proc.stdout
+    proc, report = run('rollback', 'rollback.yml', {'a': {}, 'b': {}}, {'maintenance_rollback_reason': 'pkg 1.1 is slow'})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report['run']['kind'] == 'rollback' and report['run']['window']['reason'] == 'a rollback: pkg 1.1 is slow'
+    assert [h['status'] for h in report['hosts']] == ['updated', 'updated']
+    assert report['hosts'][0]['components'] == [{'component': 'stub', 'name': 'stub', 'reason': 'rollback', 'from': 'current',
+                                                 'to': 'the recorded previous version', 'rolled_back': False}]
+    assert set(report['hosts'][1]['times']) == {'drain', 'work', 'upgraded', 'warm', 'undrained'}
