@@ -66,6 +66,17 @@ def check_no_secrets(value, path='data'):
             check_no_secrets(item, '%s[%d]' % (path, i))
 
 
+def secret_values(value, under_secret=False):
+    """Every string under a secret-named key of `value`: what a failure message must mask."""
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in secret_values(item, under_secret or bool(SECRET_KEY.search(str(key))))]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in secret_values(item, under_secret)]
+    if under_secret and value is not None and not isinstance(value, bool) and str(value).strip():
+        return [str(value), str(value).strip()]
+    return []
+
+
 def _epoch(value):
     if value in (None, ''):
         return None

@@ -161,8 +161,15 @@ def run(params, check_mode):
     return dict(changed=bool(written), files=paths, written=written, summary=summary, outcome=outcome, stats=stats)
 
 
+class ReportModule(OnpremModule):
+    """Masks, on any failure, the values of secret-named keys in the data (which the module refuses to write)."""
+
+    def extra_secrets(self, params):
+        return report_utils.secret_values(params.get('data') if isinstance(params, dict) else None)
+
+
 def main():
-    module = OnpremModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = ReportModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = run(module.params, module.check_mode)
     except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback
