@@ -56,7 +56,7 @@ def test_notice_ics_is_the_window_read_back_by_icalendar():
     text = report.notice(notice_data(), dtstamp='2026-11-24T09:00:00Z')['notice.ics']
     assert text.endswith('\r\n')
     cal = icalendar.Calendar.from_ical(text)
-    events = [c for c in cal.walk('VEVENT')]
+    events = list(cal.walk('VEVENT'))
     assert len(events) == 1
     event = events[0]
     assert event.decoded('DTSTART').isoformat() == '2026-12-08T22:00:00+01:00'
@@ -136,8 +136,8 @@ def test_timeline_draws_each_node_when_it_served_drained_and_failed():
 
 def test_timeline_of_a_node_that_never_came_back():
     data = copy.deepcopy(DATA['rolled_back'])
-    data['hosts'][1].update(status='failed', error='stopped answering', times={'drain': '2026-12-08T21:03:00Z',
-                                                                              'work': '2026-12-08T21:03:10Z'})
+    data['hosts'][1].update(status='failed', error='stopped answering',
+                            times={'drain': '2026-12-08T21:03:00Z', 'work': '2026-12-08T21:03:10Z'})
     data['run']['finished'] = '2026-12-08T21:10:00Z'
     files, _norm = report.report(data)
     titles = [r.find('{http://www.w3.org/2000/svg}title').text for r in rects(svg_of(files['report.html']))]
@@ -229,7 +229,9 @@ def test_report_from_the_rollout_record_and_inference_check_results():
         'gpu1': {'changed': False, 'passed': True, 'checks': [{'name': 'chat completion', 'passed': True, 'reason': 'ok'}],
                  'figures': {'ttft_p50_ms': 80, 'latency_p95_ms': 410, 'tokens_per_s': 51.2, 'error_rate': 0.0},
                  'baseline': {'captured': '2026-12-01', 'figures': {'ttft_p50_ms': 82, 'latency_p95_ms': 400, 'tokens_per_s': 50.0}}},
-        'gpu2': {'failed': True, 'passed': False, 'invocation': {'module_args': {'api_key': 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}}, 'checks': [{'name': 'chat completion', 'passed': False, 'reason': 'HTTP 500'}]},
+        'gpu2': {'failed': True, 'passed': False,
+                 'invocation': {'module_args': {'api_key': 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}},
+                 'checks': [{'name': 'chat completion', 'passed': False, 'reason': 'HTTP 500'}]},
         'gpu3': {'skipped': True},
     }
     files, norm = report.report({'run': {'name': 'r', 'kind': 'monthly', 'finished': 1796763900}, 'hosts': record,
@@ -250,7 +252,6 @@ def test_stopped_by_the_window_says_why_from_the_postponed_nodes():
         {'host': 'a', 'status': 'updated', 'times': {}},
         {'host': 'b', 'status': 'postponed', 'postponed_reason': "the window 'monthly' closes in 5m"}]})
     assert norm['run']['outcome'] == 'stopped' and norm['run']['stopped'] == "the window 'monthly' closes in 5m"
-
 
 
 def test_notice_lists_the_proactive_recommendations():
