@@ -411,7 +411,8 @@ def summary_lines(norm):
     head = 'Maintenance run %s (%s): %s - %d of %d nodes done' % (
         run.get('name') or '', run.get('kind') or 'run', outcome, done, len(hosts))
     if norm['left']:
-        head += ', %d left for the next window (%s)' % (len(norm['left']), ', '.join(norm['left']))
+        head += ', %d %s (%s)' % (len(norm['left']), 'not reached after the failure' if run['outcome'] == 'failed'
+                                  else 'left for the next window', ', '.join(norm['left']))
     lines = [head]
     if run.get('stopped'):
         lines.append('stopped: %s' % run['stopped'])
