@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem_ai.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/site.yml and emergency.yml run by ansible-playbook on this machine (local connections, a stub component
+role, a loopback health server as the nodes' engine), as tests/unit/roles/test_rollout_sequence.py runs the sequence:
+
+- outside the window the run is refused, and nothing is written;
+- a window that stays open for one node but not for the next: node a is updated, b and c are left for the next
+  window, the report (history, latest-summary.txt) says so (the node duration is set per host, so that the test does
+  not depend on how fast this machine is: the lab scenario molecule/maintenance_run closes a real window);
+- an emergency outside the window, with its reason, where node b's update fails: a updated, b failed, c not
+  reached, the report records the reason and the failure, and the run fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
+
+COMPONENT = {
+    'plan.yml': '''
+        - name: Plan of the test component
+          ansible.builtin.set_fact:
+            stub_plan_changed: "{{ stub_changes | default([]) | length > 0 }}"
+            stub_plan: "{{ stub_changes | default([]) }}"
+    ''',
+    'main.yml': '''
+        - name: The test component's update
+          ansible.builtin.fail:
+            msg: "stub update failed on {{ inventory_hostname }}"
+          when: stub_fail_update | default(false)
+    ''',
+    'rollback.yml': '''
+        - name: The test component's rollback
+          ansible.builtin.set_fact:
+            stub_rolled_back: true
+    ''',
+}
+CHANGE = {'component': 'stub', 'name': 'pkg', 'from': '1.0', 'to': '1.1', 'reboot': False, 'security': False,
+          'risk': 'low', 'reason': 'test'}
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = b'{"status": "ok"}'
+        self.send_response(200 if self.path == '/health' else 404)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def open_for(minutes):
+    """A weekly UTC window that opened 10 minutes ago and closes in `minutes`."""
+    opened = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)
+    return {'timezone': 'UTC', 'windows': [{'name': 'test', 'frequency': 'weekly', 'weekday': opened.strftime('%A').lower(),
+                                            'start': opened.strftime('%H:%M:%S'), 'duration': '%dm' % (minutes + 10)}]}
+
+
+CLOSED = {'timezone': 'UTC', 'windows': [{'name': 'w', 'frequency': 'weekly', 'weekday': 'sunday', 'start': '01:00',
+                                          'end': '02:00'}],
+          'freezes': [{'name': 'always', 'start': '2000-01-01', 'end': '2099-12-31'}]}
+
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('maintenance')
+    server = ThreadingHTTPServer(('127.0.0.1', 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tasks = tmp / 'roles' / 'stub' / 'tasks'
+    tasks.mkdir(parents=True)
+    for name, text in COMPONENT.items():
+        (tasks / name).write_text('---\n' + textwrap.dedent(text))
+    url = 'http://127.0.0.1:%d' % server.server_address[1]
+    common = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'rollout_gateways': [],
+              'rollout_inference_url': url, 'rollout_inflight_source': 'fixed', 'rollout_inflight_fixed_wait': 0,
+              'rollout_backup': False, 'stub_changes': [CHANGE]}
+
+    def run(name, playbook, hosts, extra):
+        inventory = {'gpu_nodes': {'hosts': dict((host, dict(common, **more)) for host, more in hosts.items())}}
+        (tmp / ('%s.inventory.json' % name)).write_text(json.dumps(inventory))
+        extra = dict({'maintenance_components': ['stub'], 'maintenance_report_dir': str(tmp / 'reports'),
+                      'maintenance_run_id': name}, **extra)
+        (tmp / ('%s.vars.json' % name)).write_text(json.dumps(extra))
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+                   ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'build', 'collections'),
+                   ANSIBLE_ROLES_PATH=str(tmp / 'roles'), ANSIBLE_NOCOLOR='1')
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+                               '-i', str(tmp / ('%s.inventory.json' % name)), os.path.join(ROOT, 'playbooks', playbook),
+                               '-e', '@%s' % (tmp / ('%s.vars.json' % name))],
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
+        path = tmp / 'reports' / name / 'report.json'
+        return proc, (json.loads(path.read_text()) if path.exists() else None)
+
+    yield run, tmp
+    server.shutdown()
+
+
+def test_outside_the_window_the_run_is_refused(lab):
+    run, tmp = lab
+    proc, report = run('refused', 'site.yml', {'a': {}}, {'maintenance_calendar': CLOSED})
+    assert proc.returncode == 2 and report is None
+    assert 'refused: outside any maintenance window' in proc.stdout
+    assert not (tmp / 'reports' / 'refused').exists()
+
+
+def test_window_closing_leaves_the_rest_for_the_next_window(lab):
+    run, tmp = lab
+    proc, report = run('closing', 'site.yml', {'a': {'maintenance_node_duration': '10m'},
+                                               'b': {'maintenance_node_duration': '2h'},
+                                               'c': {'maintenance_node_duration': '2h'}},
+                       {'maintenance_calendar': open_for(60)})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert [h['status'] for h in report['hosts']] == ['updated', 'postponed', 'postponed']
+    assert report['run']['outcome'] == 'stopped' and report['left_for_next_window'] == ['b', 'c']
+    assert report['run']['kind'] == 'monthly' and report['run']['window']['decision'] == 'inside_window'
+    assert "the window 'test' closes at" in report['run']['stopped']
+    assert set(report['hosts'][0]['times']) == {'drain', 'work', 'upgraded', 'warm', 'undrained'}
+    summary = (tmp / 'reports' / 'latest-summary.txt').read_text()
+    assert summary.startswith('Maintenance run closing (monthly): STOPPED - 1 of 3 nodes done, 2 left for the next window (b, c)')
+    assert 'Maintenance run closing (monthly): STOPPED' in proc.stdout  # printed at the end of the run
+    html = (tmp / 'reports' / 'closing' / 'report.html').read_text()
+    assert '<svg' in html and 'b: serving; left for the next window' in html
+    for name in os.listdir(tmp / 'reports' / 'closing'):
+        assert stat.S_IMODE(os.stat(tmp / 'reports' / 'closing' / name).st_mode) == 0o644
+
+
+def test_emergency_outside_the_window_stops_at_a_failed_node(lab):
+    run, tmp = lab
+    proc, refused = run('no-reason', 'emergency.yml', {'a': {}}, {'maintenance_calendar': CLOSED})
+    assert proc.returncode == 2 and refused is None and 'an emergency run needs its reason' in proc.stdout
+    proc, report = run('emergency', 'emergency.yml', {'a': {}, 'b': {'stub_fail_update': True}, 'c': {}},
+                       {'maintenance_calendar': CLOSED, 'maintenance_emergency_reason': 'DSA-0000-1 critical, approved'})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert [h['status'] for h in report['hosts']] == ['updated', 'failed', 'not_reached']
+    assert report['run']['outcome'] == 'failed' and report['run']['kind'] == 'emergency'
+    assert report['run']['emergency'] is True and report['run']['emergency_reason'] == 'DSA-0000-1 critical, approved'
+    assert report['run']['stopped'].startswith('b failed (stub update failed on b)')
+    history = json.loads((tmp / 'reports' / 'history.json').read_text())['runs']
+    assert [h['name'] for h in history][-2:] == ['closing', 'emergency']
+    assert 'emergency run: DSA-0000-1 critical, approved' in (tmp / 'reports' / 'latest-summary.txt').read_text()
+
+
+def test_rollback_needs_a_reason_and_rolls_each_node_back(lab):
+    run, tmp = lab
+    proc, report = run('rollback-no-reason', 'rollback.yml', {'a': {}}, {})
+    assert proc.returncode == 2 and report is None and 'a rollback needs its reason' in proc.stdout
+    proc, report = run('rollback', 'rollback.yml', {'a': {}, 'b': {}}, {'maintenance_rollback_reason': 'pkg 1.1 is slow'})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report['run']['kind'] == 'rollback' and report['run']['window']['reason'] == 'a rollback: pkg 1.1 is slow'
+    assert [h['status'] for h in report['hosts']] == ['updated', 'updated']
+    assert report['hosts'][0]['components'] == [{'component': 'stub', 'name': 'stub', 'reason': 'rollback', 'from': 'current',
+                                                 'to': 'the recorded previous version', 'rolled_back': False}]
+    assert set(report['hosts'][1]['times']) == {'drain', 'work', 'upgraded', 'warm', 'undrained'}
