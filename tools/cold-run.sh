@@ -57,7 +57,8 @@ git -C "$clone" checkout -q --detach "$(git -C "$root" rev-parse HEAD)"
 mapfile -t containers < <(docker ps -aq --filter label=onprem-ai-lab 2>/dev/null || true)
 mapfile -t images < <(docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null |
                       grep -E '^(onprem-ai-lab/|molecule_local/)' || true)
-caches=("$HOME/.cache/pip" "$HOME/.ansible/test" "$HOME/.cache/ansible-lint")
+caches=("$HOME/.cache/pip" "$HOME/.ansible/test" "$HOME/.cache/ansible-lint"
+        "${ONPREM_AI_LAB_CACHE:-/var/cache/onprem-ai-lab}/llama-server")
 if "$dry_run"; then
   echo "cold-run: would remove ${#containers[@]} lab container(s), the network onprem-ai-lab, the images:"
   printf '  %s\n' "${images[@]}"

@@ -3,7 +3,8 @@
 # llama.cpp source that llama-cpp-python's sdist on PyPI carries (vendor/llama.cpp), only the server
 # target, web UI off, GGML_NATIVE=OFF (the binary runs on any x86-64 the lab runs on), static ggml
 # libraries (one file to copy into a node). About 10 minutes on 2 cores, once per machine: the result
-# is cached under .lab/llama-server/<key>/ by a hash of its inputs, like the node image.
+# is cached by a hash of its inputs under $ONPREM_AI_LAB_CACHE/llama-server/<key>/ (default
+# /var/cache/onprem-ai-lab), outside the checkout like the node image, so a fresh clone finds it.
 #
 #   tests/lab/image/llama_server.sh          build it unless cached (needs cmake, g++, make, pip)
 #   tests/lab/image/llama_server.sh --path   print the binary's path when it is built for the current
@@ -16,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 version=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 jobs=${LLAMA_SERVER_JOBS:-2}
-out=$root/.lab/llama-server
+out=${ONPREM_AI_LAB_CACHE:-/var/cache/onprem-ai-lab}/llama-server
 pip=${PIP:-$root/.venv/bin/pip}
 [ -x "$pip" ] || pip="python3 -m pip"
 
