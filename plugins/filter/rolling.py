@@ -198,7 +198,7 @@ def _changes_text(changes):
              if change.get('from') or change.get('to') else to_text(change.get('name')) for change in changes[:3]]
     more = ', ...' if len(changes) > 3 else ''
     return '%d change%s%s: %s%s' % (len(changes), '' if len(changes) == 1 else 's',
-                                   ' (%d security)' % security if security else '', ', '.join(names), more)
+                                    ' (%d security)' % security if security else '', ', '.join(names), more)
 
 
 def _error(hv):

@@ -76,7 +76,7 @@ def test_alerts_fire_for_exactly_the_right_nodes(host):
     assert ('NvidiaDriverMismatch', 'molecule-mon-gpu-2:9100') not in firing, firing
     assert ('BackupStale', 'molecule-mon-gpu-2:9100') in firing, firing
     assert not any(name == 'BackupStale' and inst != 'molecule-mon-gpu-2:9100' for name, inst in firing), firing
-    assert not any(name in ('NodeDown', 'GpuLost', 'InferenceEngineDown') for name, _ in firing), firing
+    assert not any(name in ('NodeDown', 'GpuLost', 'InferenceEngineDown') for name, _instance in firing), firing
 
 
 def test_failed_update_rolled_back():
@@ -111,4 +111,3 @@ def test_webhook_got_notices_and_alerts(host):
     assert ('end', 'localhost') in events, events
     alerts = [a for x in lines if x['path'] == '/alerts' for a in x['body'].get('alerts', [])]
     assert {'NvidiaDriverMismatch', 'BackupStale'} <= {a['labels']['alertname'] for a in alerts}
-

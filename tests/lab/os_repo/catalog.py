@@ -163,7 +163,9 @@ def _plain(name, version, summary, depends=(), arch=None):
 
 
 def _kernel(kver, version):
-    fill = lambda text: text.replace("@KVER@", kver)  # noqa: E731
+    def fill(text):
+        return text.replace("@KVER@", kver)
+
     image = {"name": "linux-image-%s" % kver, "version": version, "section": "kernel",
              "summary": "Linux %s for the lab (kernel image placeholder)" % kver,
              "files": {"/boot/vmlinuz-%s" % kver: (0o644, "SIMULATED kernel image %s\n" % kver),

@@ -69,7 +69,7 @@ def test_reproducible(wheels, tmp_path):
 
 def test_version_command(wheels):
     proc = _vllm(wheels / 'lab_inference_server-1.0.0-py3-none-any.whl', '--version')
-    out, _ = proc.communicate(timeout=30)
+    out, _err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.strip() == '1.0.0'
 
 
@@ -107,12 +107,12 @@ def test_serve_with_role_flags(wheels, tmp_path):
 
 def test_broken_release_fails_at_start(wheels, tmp_path):
     proc = _vllm(wheels / 'lab_inference_server-1.2.0-py3-none-any.whl', 'serve', str(tmp_path), '--port', '0')
-    _, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert 'Engine core initialization failed' in err
 
 
 def test_missing_model_path_fails(wheels, tmp_path):
     proc = _vllm(wheels / 'lab_inference_server-1.0.0-py3-none-any.whl', 'serve', str(tmp_path / 'absent'), '--port', '0')
-    _, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and 'not a valid model identifier' in err
