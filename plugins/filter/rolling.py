@@ -4,8 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Filters for rolling maintenance behind the gateway's HAProxy.
 
-Documentation: litellm_haproxy_layout.yml, litellm_haproxy_targets.yml, haproxy_servers.yml and
-rollout_summary.yml beside this file.
+Documentation: litellm_haproxy_layout.yml, litellm_haproxy_targets.yml, haproxy_servers.yml,
+haproxy_response_delta.yml and rollout_summary.yml beside this file.
 
 LiteLLM's deployments of one model group point at one HAProxy backend on the gateway (loopback port), whose
 servers are the GPU nodes: a node is drained and put back through HAProxy's runtime API, and LiteLLM never
@@ -141,6 +141,48 @@ def haproxy_servers(text):
              'sessions': int(row['scur']) if (row.get('scur') or '').isdigit() else None,
              'weight': int(row['weight']) if (row.get('weight') or '').isdigit() else None}
             for row in rows if row.get('svname') not in ('FRONTEND', 'BACKEND')]
+
+
+HRSP_COLUMNS = ('hrsp_1xx', 'hrsp_2xx', 'hrsp_3xx', 'hrsp_4xx', 'hrsp_5xx', 'hrsp_other')
+
+
+def _stats_rows(text):
+    """Rows of HAProxy's stats CSV by column name; [] for no text; an error for text that is not that CSV."""
+    text = re.sub(r'^# ', '', to_text(text or ''))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and ('pxname' not in rows[0] or 'svname' not in rows[0]):
+        raise AnsibleFilterError('not HAProxy stats CSV (no pxname/svname columns): %r' % text[:80])
+    return rows
+
+
+def _counter(row, column):
+    """A counter of a stats row as an integer; 0 when empty, missing or not a number."""
+    value = row.get(column)
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return 0
+
+
+def haproxy_response_delta(now, before, servers, error_columns):
+    """{'errors', 'responses'}: how much the error_columns and all the responses (hrsp_*) of the servers
+    ('backend/server') grew from the stats CSV `before` to the stats CSV `now` (a server missing before counts
+    from 0)."""
+    old = dict(((row.get('pxname'), row.get('svname')), row) for row in reversed(_stats_rows(before)))
+    wanted = set(to_text(server) for server in servers or [])
+    out = {'errors': 0, 'responses': 0}
+    for row in _stats_rows(now):
+        if '%s/%s' % (row.get('pxname'), row.get('svname')) not in wanted:
+            continue
+        past = old.get((row.get('pxname'), row.get('svname')), {})
+        out['errors'] += sum(_counter(row, c) for c in error_columns or []) - sum(_counter(past, c) for c in error_columns or [])
+        out['responses'] += sum(_counter(row, c) for c in HRSP_COLUMNS) - sum(_counter(past, c) for c in HRSP_COLUMNS)
+    return out
 
 
 class _Facts(object):
@@ -315,6 +357,7 @@ class FilterModule(object):
             'litellm_haproxy_targets': litellm_haproxy_targets,
             'haproxy_servers': haproxy_servers,
             'haproxy_out_of_routing': haproxy_out_of_routing,
+            'haproxy_response_delta': haproxy_response_delta,
             'rollout_summary': rollout_summary,
             'rollout_record': rollout_record,
         }

@@ -245,6 +245,7 @@ def _clean(value):
 
 
 def _read_json(path):
+    # _state.read_json's twin: this file runs standalone on the node and cannot import the collection's modules.
     try:
         with open(path) as handle:
             data = json.load(handle)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -183,15 +182,8 @@ class ModelStore(object):
         return os.path.basename(target.rstrip('/'))
 
     def read_manifest(self, version):
-        path = os.path.join(self.version_dir(version), MANIFEST)
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ModelCorrupt('cannot read %s: %s (remove the version with state=absent and pull it again)' % (path, exc)) from exc
-        return data
+        return state.read_json(os.path.join(self.version_dir(version), MANIFEST), ModelCorrupt,
+                               ' (remove the version with state=absent and pull it again)')
 
     def versions(self):
         if not os.path.isdir(self.dir):

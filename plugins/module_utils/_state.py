@@ -36,16 +36,23 @@ def state_path(state_dir, name):
     return os.path.join(state_dir, '%s.json' % name)
 
 
+def read_json(path, error, hint='', missing=None):
+    """The JSON document in `path`; `missing` when there is no such file. A file that cannot be read or parsed
+    raises `error` (an OnpremError class): 'cannot read PATH: WHY' followed by `hint`.
+    (`_manifest.py` keeps a copy of its own: it runs standalone on the node.)"""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError) as exc:
+        raise error('cannot read %s: %s%s' % (path, exc, hint)) from exc
+
+
 def load(state_dir, name):
     """The recorded state, {} when there is none yet."""
     path = state_path(state_dir, name)
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StateError('cannot read %s: %s (move the file away to start a fresh record)' % (path, exc)) from exc
+    data = read_json(path, StateError, ' (move the file away to start a fresh record)', missing={})
     if not isinstance(data, dict):
         raise StateError('%s does not hold a JSON object' % path)
     return data

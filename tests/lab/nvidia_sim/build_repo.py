@@ -14,38 +14,24 @@
 """Build the simulated, signed NVIDIA apt repository for the onprem_ai lab."""
 
 import gzip
-import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import catalog  # pylint: disable=import-error  # sibling module (tests/lab/nvidia_sim/catalog.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.append(os.path.dirname(HERE))
+# the lab's shared repository builder pieces (tests/lab/debrepo.py)
+from debrepo import (BuildError, control_text as deb_control, ensure_key, export_key,  # noqa: E402  pylint: disable=import-error,wrong-import-position
+                     inputs_hash as hash_inputs, run, write_deb, write_signed_release)
+
 KEY_UID = "onprem_ai lab simulated NVIDIA repository <lab-nvidia-sim@onprem-ai.invalid>"
 KEYRING_NAME = "lab-nvidia-sim.gpg"
 STAMP_NAME = ".build-stamp"
 SOURCES = ("catalog.py", "build_repo.py", "nvidia_smi.py", "nv_fabricmanager.py", "nvidia_ctk.py", "nvcc_sim.py")
-
-
-class BuildError(Exception):
-    """A build step failed."""
-
-
-def run(args, cwd=None, env=None, stdout=None):
-    """Run a command (argument list); raise BuildError with its output on failure."""
-    try:
-        result = subprocess.run(args, cwd=cwd, env=env, stdout=stdout if stdout is not None else subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=stdout is None, check=False)
-    except OSError as exc:
-        raise BuildError("cannot run %s: %s" % (args[0], exc)) from exc
-    if result.returncode != 0:
-        err = result.stderr if isinstance(result.stderr, str) else result.stderr.decode("utf-8", "replace")
-        raise BuildError("%s failed (rc %d): %s" % (" ".join(args), result.returncode, err.strip()))
-    return result.stdout
 
 
 def host_arch():
@@ -54,15 +40,8 @@ def host_arch():
 
 
 def inputs_hash(arch):
-    """Hash of every input of the build: the nvidia_sim sources and the architecture."""
-    digest = hashlib.sha256(arch.encode() + b"\0" + os.uname().release.encode())
-    for name in sorted(os.listdir(HERE)):
-        path = os.path.join(HERE, name)
-        if os.path.isfile(path) and not name.endswith(".pyc"):
-            digest.update(name.encode() + b"\0")
-            with open(path, "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
+    """Hash of every input of the build: the nvidia_sim sources, the shared builder, the architecture, the kernel."""
+    return hash_inputs(arch.encode() + b"\0" + os.uname().release.encode(), HERE, lambda name: not name.endswith(".pyc"))
 
 
 def fill(template, variables):
@@ -116,85 +95,31 @@ def expand_catalog(arch):
 
 def control_text(package, arch):
     """DEBIAN/control of a package."""
-    lines = ["Package: %s" % package["name"], "Version: %s" % package["version"], "Architecture: %s" % arch,
-             "Maintainer: %s" % catalog.MAINTAINER, "Section: multiverse/devel", "Priority: optional"]
-    if package["depends"]:
-        lines.append("Depends: %s" % ", ".join(package["depends"]))
-    if package["virtual"]:
-        for field in ("Provides", "Conflicts", "Replaces"):
-            lines.append("%s: %s" % (field, package["virtual"]))
-    lines.append("Description: %s - %s" % (package["summary"], catalog.SIMULATED))
-    lines.append(" %s: this package contains no NVIDIA software; it only imitates the" % catalog.SIMULATED)
-    lines.append(" package of the same name in NVIDIA's CUDA repository for tests.")
-    return "\n".join(lines) + "\n"
+    virtual = package["virtual"]
+    return deb_control([("Package", package["name"]), ("Version", package["version"]), ("Architecture", arch),
+                        ("Maintainer", catalog.MAINTAINER), ("Section", "multiverse/devel"), ("Priority", "optional"),
+                        ("Depends", ", ".join(package["depends"])), ("Provides", virtual), ("Conflicts", virtual),
+                        ("Replaces", virtual)],
+                       ["%s - %s" % (package["summary"], catalog.SIMULATED),
+                        "%s: this package contains no NVIDIA software; it only imitates the" % catalog.SIMULATED,
+                        "package of the same name in NVIDIA's CUDA repository for tests."])
 
 
 def build_deb(package, arch, workdir, repodir):
     """dpkg-deb --build --root-owner-group one package into repodir."""
-    root = os.path.join(workdir, package["name"] + "_" + package["version"])
-    os.makedirs(os.path.join(root, "DEBIAN"))
-    for kind, path, data in package["files"]:
-        target = os.path.join(root, path.lstrip("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if kind == "link":
-            os.symlink(data, target)
-            continue
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        os.chmod(target, 0o755 if kind == "tool" else 0o644)
-    with open(os.path.join(root, "DEBIAN", "control"), "w", encoding="utf-8") as handle:
-        handle.write(control_text(package, arch))
-    for name, text in package["scripts"].items():
-        path = os.path.join(root, "DEBIAN", name)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(path, 0o755)
-    deb = os.path.join(repodir, "%s_%s_%s.deb" % (package["name"], package["version"], arch))
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb])
-    return deb
-
-
-def ensure_key(outdir):
-    """The lab signing key (generated once under OUTDIR/.gnupg); return (env, fingerprint)."""
-    home = os.path.join(outdir, ".gnupg")
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    os.chmod(home, 0o700)
-    env = dict(os.environ, GNUPGHOME=home)
-    base = ["gpg", "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""]
-
-    def fingerprint():
-        probe = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys", KEY_UID], env=env,
-                               capture_output=True, text=True, check=False)
-        for line in probe.stdout.splitlines() if probe.returncode == 0 else []:
-            if line.startswith("fpr:"):
-                return line.split(":")[9]
-        return None
-
-    fpr = fingerprint()
-    if fpr is None:
-        run(base + ["--quick-generate-key", KEY_UID, "ed25519", "sign", "never"], env=env)
-        fpr = fingerprint()
-    if fpr is None:
-        raise BuildError("gpg did not create the lab signing key in %s" % home)
-    return env, fpr, base
+    modes = {"link": None, "tool": 0o755}
+    return write_deb(os.path.join(workdir, package["name"] + "_" + package["version"]),
+                     os.path.join(repodir, "%s_%s_%s.deb" % (package["name"], package["version"], arch)),
+                     control_text(package, arch),
+                     [(path, modes.get(kind, 0o644), data) for kind, path, data in package["files"]], package["scripts"])
 
 
 def sign_repo(repodir, outdir):
     """Release, InRelease, Release.gpg and the binary public keyring."""
-    env, fpr, base = ensure_key(outdir)
-    release = run(["apt-ftparchive",
-                   "-o", "APT::FTPArchive::Release::Origin=NVIDIA",
-                   "-o", "APT::FTPArchive::Release::Label=NVIDIA CUDA",
-                   "-o", "APT::FTPArchive::Release::Architectures=%s" % host_arch(),
-                   "-o", "APT::FTPArchive::Release::Description=%s (flat repository)" % catalog.SIMULATED,
-                   "release", "."], cwd=repodir)
-    with open(os.path.join(repodir, "Release"), "w", encoding="utf-8") as handle:
-        handle.write(release)
-    run(base + ["--yes", "--local-user", fpr, "--clearsign", "--output", "InRelease", "Release"], cwd=repodir, env=env)
-    run(base + ["--yes", "--local-user", fpr, "--armor", "--detach-sign", "--output", "Release.gpg", "Release"], cwd=repodir, env=env)
-    with open(os.path.join(outdir, KEYRING_NAME), "wb") as handle:
-        handle.write(run(["gpg", "--batch", "--export", fpr], env=env, stdout=subprocess.PIPE))
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
+    env, fpr = ensure_key(outdir, KEY_UID)
+    write_signed_release(repodir, [("Origin", "NVIDIA"), ("Label", "NVIDIA CUDA"), ("Architectures", host_arch()),
+                                   ("Description", "%s (flat repository)" % catalog.SIMULATED)], env, fpr)
+    export_key(os.path.join(outdir, KEYRING_NAME), env, fpr)
 
 
 def build(outdir):

@@ -22,91 +22,37 @@ The packages are in catalog.py beside this file. None of them is Debian software
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.append(os.path.dirname(HERE))
 import catalog  # noqa: E402  (beside this file)
+from debrepo import (BuildError, control_text, ensure_key, export_key,  # noqa: E402  (tests/lab/debrepo.py, shared with nvidia_sim)
+                     inputs_hash as hash_inputs, run, write_deb, write_signed_release)
 
 KEY_UID = "onprem_ai lab simulated OS repository <lab-os-sim@onprem-ai.invalid>"
 KEYRING_NAME = "lab-os-sim.gpg"
 STAMP_NAME = ".build-stamp"
 
 
-class BuildError(Exception):
-    """A build step failed."""
-
-
-def run(args, cwd=None, env=None, binary=False):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=not binary, check=False)
-    if result.returncode != 0:
-        raise BuildError("%s failed (rc %d): %s" % (" ".join(args), result.returncode, str(result.stderr).strip()))
-    return result.stdout
-
-
 def inputs_hash(arch):
-    digest = hashlib.sha256(arch.encode())
-    for name in sorted(os.listdir(HERE)):
-        if name.endswith(".py"):
-            with open(os.path.join(HERE, name), "rb") as handle:
-                digest.update(name.encode() + b"\0" + handle.read())
-    return digest.hexdigest()
+    return hash_inputs(arch.encode(), HERE, lambda name: name.endswith(".py"))
 
 
 def build_deb(package, arch, workdir, pooldir):
-    root = os.path.join(workdir, "%s_%s" % (package["name"], package["version"]))
-    os.makedirs(os.path.join(root, "DEBIAN"))
-    for path, (mode, text) in package.get("files", {}).items():
-        target = os.path.join(root, path.lstrip("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(target, mode)
     package_arch = package.get("arch", arch)
-    lines = ["Package: %s" % package["name"], "Version: %s" % package["version"], "Architecture: %s" % package_arch,
-             "Maintainer: %s" % catalog.MAINTAINER, "Section: %s" % package.get("section", "misc"), "Priority: optional"]
-    if package.get("depends"):
-        lines.append("Depends: %s" % ", ".join(package["depends"]))
-    lines.append("Description: %s - %s" % (package["summary"], catalog.SIMULATED))
-    lines.append(" %s: imitates a Debian package for the lab's OS update tests; no Debian software inside." % catalog.SIMULATED)
-    with open(os.path.join(root, "DEBIAN", "control"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    for name, text in package.get("scripts", {}).items():
-        path = os.path.join(root, "DEBIAN", name)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(path, 0o755)
-    deb = os.path.join(pooldir, "%s_%s_%s.deb" % (package["name"], package["version"], package_arch))
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb])
-
-
-def ensure_key(outdir):
-    home = os.path.join(outdir, ".gnupg")
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    os.chmod(home, 0o700)
-    env = dict(os.environ, GNUPGHOME=home)
-    base = ["gpg", "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""]
-
-    def fingerprint():
-        probe = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys", KEY_UID], env=env,
-                               capture_output=True, text=True, check=False)
-        for line in probe.stdout.splitlines() if probe.returncode == 0 else []:
-            if line.startswith("fpr:"):
-                return line.split(":")[9]
-        return None
-
-    fpr = fingerprint()
-    if fpr is None:
-        run(base + ["--quick-generate-key", KEY_UID, "ed25519", "sign", "never"], env=env)
-        fpr = fingerprint()
-    if fpr is None:
-        raise BuildError("gpg did not create the lab signing key in %s" % home)
-    return env, fpr, base
+    control = control_text([("Package", package["name"]), ("Version", package["version"]), ("Architecture", package_arch),
+                            ("Maintainer", catalog.MAINTAINER), ("Section", package.get("section", "misc")),
+                            ("Priority", "optional"), ("Depends", ", ".join(package.get("depends") or []))],
+                           ["%s - %s" % (package["summary"], catalog.SIMULATED),
+                            "%s: imitates a Debian package for the lab's OS update tests; no Debian software inside." % catalog.SIMULATED])
+    write_deb(os.path.join(workdir, "%s_%s" % (package["name"], package["version"])),
+              os.path.join(pooldir, "%s_%s_%s.deb" % (package["name"], package["version"], package_arch)), control,
+              [(path, mode, text) for path, (mode, text) in package.get("files", {}).items()], package.get("scripts", {}))
 
 
 def build(outdir):
@@ -119,7 +65,7 @@ def build(outdir):
     os.makedirs(outdir, exist_ok=True)
     for name in ("dists", "pool"):
         shutil.rmtree(os.path.join(outdir, name), ignore_errors=True)
-    env, fpr, base = ensure_key(outdir)
+    env, fpr = ensure_key(outdir, KEY_UID)
     with tempfile.TemporaryDirectory(prefix="lab-os-repo-") as workdir:
         for suite, info in catalog.SUITES.items():
             pool = os.path.join(outdir, "pool", suite)
@@ -134,23 +80,10 @@ def build(outdir):
             with gzip.open(os.path.join(bindir, "Packages.gz"), "wt", encoding="utf-8") as handle:
                 handle.write(packages)
             distdir = os.path.join(outdir, "dists", suite)
-            release = run(["apt-ftparchive",
-                           "-o", "APT::FTPArchive::Release::Origin=%s" % info["origin"],
-                           "-o", "APT::FTPArchive::Release::Label=%s" % info["origin"],
-                           "-o", "APT::FTPArchive::Release::Suite=%s" % suite,
-                           "-o", "APT::FTPArchive::Release::Codename=%s" % suite,
-                           "-o", "APT::FTPArchive::Release::Version=12",
-                           "-o", "APT::FTPArchive::Release::Components=main",
-                           "-o", "APT::FTPArchive::Release::Architectures=%s" % arch,
-                           "-o", "APT::FTPArchive::Release::Description=%s: %s" % (catalog.SIMULATED, suite),
-                           "release", "."], cwd=distdir)
-            with open(os.path.join(distdir, "Release"), "w", encoding="utf-8") as handle:
-                handle.write(release)
-            run(base + ["--yes", "--local-user", fpr, "--clearsign", "--output", "InRelease", "Release"], cwd=distdir, env=env)
-            run(base + ["--yes", "--local-user", fpr, "--armor", "--detach-sign", "--output", "Release.gpg", "Release"], cwd=distdir, env=env)
-    with open(os.path.join(outdir, KEYRING_NAME), "wb") as handle:
-        handle.write(run(["gpg", "--batch", "--export", fpr], env=env, binary=True))
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
+            write_signed_release(distdir, [("Origin", info["origin"]), ("Label", info["origin"]), ("Suite", suite), ("Codename", suite),
+                                           ("Version", "12"), ("Components", "main"), ("Architectures", arch),
+                                           ("Description", "%s: %s" % (catalog.SIMULATED, suite))], env, fpr)
+    export_key(os.path.join(outdir, KEYRING_NAME), env, fpr)
     with open(stamp, "w") as handle:
         handle.write(digest + "\n")
     print("built: %s (%s)" % (outdir, ", ".join(catalog.SUITES)))

@@ -19,49 +19,13 @@ import datetime
 import json
 import os
 import stat
-import subprocess
-import sys
-import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 
-COMPONENT = {
-    'plan.yml': '''
-        - name: Plan of the test component
-          ansible.builtin.set_fact:
-            stub_plan_changed: "{{ stub_changes | default([]) | length > 0 }}"
-            stub_plan: "{{ stub_changes | default([]) }}"
-    ''',
-    'main.yml': '''
-        - name: The test component's update
-          ansible.builtin.fail:
-            msg: "stub update failed on {{ inventory_hostname }}"
-          when: stub_fail_update | default(false)
-    ''',
-    'rollback.yml': '''
-        - name: The test component's rollback
-          ansible.builtin.set_fact:
-            stub_rolled_back: true
-    ''',
-}
 CHANGE = {'component': 'stub', 'name': 'pkg', 'from': '1.0', 'to': '1.1', 'reboot': False, 'security': False,
           'risk': 'low', 'reason': 'test'}
-
-
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = b'{"status": "ok"}'
-        self.send_response(200 if self.path == '/health' else 404)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def open_for(minutes):
@@ -77,37 +41,22 @@ CLOSED = {'timezone': 'UTC', 'windows': [{'name': 'w', 'frequency': 'weekly', 'w
 
 
 @pytest.fixture(scope='module')
-def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('maintenance')
-    server = ThreadingHTTPServer(('127.0.0.1', 0), _Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    tasks = tmp / 'roles' / 'stub' / 'tasks'
-    tasks.mkdir(parents=True)
-    for name, text in COMPONENT.items():
-        (tasks / name).write_text('---\n' + textwrap.dedent(text))
-    url = 'http://127.0.0.1:%d' % server.server_address[1]
-    common = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'rollout_gateways': [],
-              'rollout_inference_url': url, 'rollout_inflight_source': 'fixed', 'rollout_inflight_fixed_wait': 0,
-              'rollout_backup': False, 'stub_changes': [CHANGE]}
+def lab(stub_nodes):  # stub_nodes: tests/unit/conftest.py
+    tmp = stub_nodes.tmp
 
     def run(name, playbook, hosts, extra):
-        inventory = {'gpu_nodes': {'hosts': dict((host, dict(common, **more)) for host, more in hosts.items())}}
+        inventory = {'gpu_nodes': {'hosts': dict((host, dict(stub_nodes.host_vars(stub_changes=[CHANGE]), **more))
+                                                 for host, more in hosts.items())}}
         (tmp / ('%s.inventory.json' % name)).write_text(json.dumps(inventory))
         extra = dict({'maintenance_components': ['stub'], 'maintenance_report_dir': str(tmp / 'reports'),
                       'maintenance_run_id': name}, **extra)
         (tmp / ('%s.vars.json' % name)).write_text(json.dumps(extra))
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-                   ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'build', 'collections'),
-                   ANSIBLE_ROLES_PATH=str(tmp / 'roles'), ANSIBLE_NOCOLOR='1')
-        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
-                               '-i', str(tmp / ('%s.inventory.json' % name)), os.path.join(ROOT, 'playbooks', playbook),
-                               '-e', '@%s' % (tmp / ('%s.vars.json' % name))],
-                              env=env, capture_output=True, text=True, timeout=600, check=False)
+        proc = stub_nodes.playbook(['-i', str(tmp / ('%s.inventory.json' % name)), os.path.join(ROOT, 'playbooks', playbook),
+                                    '-e', '@%s' % (tmp / ('%s.vars.json' % name))], ANSIBLE_NOCOLOR='1')
         path = tmp / 'reports' / name / 'report.json'
         return proc, (json.loads(path.read_text()) if path.exists() else None)
 
-    yield run, tmp
-    server.shutdown()
+    return run, tmp
 
 
 def test_outside_the_window_the_run_is_refused(lab):

@@ -14,16 +14,8 @@ validation, left cordoned when the update failed, untouched when there is nothin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 
 K8S_STUB = '''#!/usr/bin/python
 # Test stand-in for kubernetes.core.k8s_drain: records each call in $ROLLOUT_TEST_K8S_LOG.
@@ -36,26 +28,6 @@ with open(os.environ['ROLLOUT_TEST_K8S_LOG'], 'a') as log:
     log.write(json.dumps([module.params['name'], module.params['state']]) + '\\n')
 module.exit_json(changed=True)
 '''
-
-COMPONENT = {
-    'plan.yml': '''
-        - name: Plan of the test component
-          ansible.builtin.set_fact:
-            stub_plan_changed: "{{ stub_changes | default([]) | length > 0 }}"
-            stub_plan: "{{ stub_changes | default([]) }}"
-    ''',
-    'main.yml': '''
-        - name: The test component's update
-          ansible.builtin.fail:
-            msg: "stub update failed on {{ inventory_hostname }}"
-          when: stub_fail_update | default(false)
-    ''',
-    'rollback.yml': '''
-        - name: The test component's rollback
-          ansible.builtin.set_fact:
-            stub_rolled_back: true
-    ''',
-}
 
 PLAYBOOK = '''
 - name: Rolling run of the test component
@@ -101,35 +73,13 @@ NEVER_OPEN = {'timezone': 'UTC', 'windows': [{'name': 'w', 'frequency': 'weekly'
               'freezes': [{'name': 'always', 'start': '2000-01-01', 'end': '2099-12-31'}]}
 
 
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = b'{"status": "ok"}'
-        self.send_response(200 if self.path == '/health' else 404)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('sequence')
-    server = ThreadingHTTPServer(('127.0.0.1', 0), _Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def run(stub_nodes):  # stub_nodes: tests/unit/conftest.py
+    tmp, url = stub_nodes.tmp, stub_nodes.url
     stub_dir = tmp / 'collections' / 'ansible_collections' / 'kubernetes' / 'core'
     (stub_dir / 'plugins' / 'modules').mkdir(parents=True)
     (stub_dir / 'plugins' / 'modules' / 'k8s_drain.py').write_text(K8S_STUB)
     (stub_dir / 'galaxy.yml').write_text('namespace: kubernetes\nname: core\nversion: 9.9.9\n')
-    tasks = tmp / 'roles' / 'stub' / 'tasks'
-    tasks.mkdir(parents=True)
-    for name, text in COMPONENT.items():
-        (tasks / name).write_text('---\n' + textwrap.dedent(text))
-    url = 'http://127.0.0.1:%d' % server.server_address[1]
-    common = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
-              'rollout_gateways': [], 'rollout_inference_url': url, 'rollout_inflight_source': 'fixed',
-              'rollout_inflight_fixed_wait': 0, 'rollout_kubernetes': True, 'rollout_backup': False}
     hosts = {
         'updated': {'stub_changes': [CHANGE]},
         'failed': {'stub_changes': [CHANGE], 'stub_fail_update': True},
@@ -138,18 +88,12 @@ def run(tmp_path_factory):
         'unhealthy': {'stub_changes': [CHANGE], 'rollout_inference_url': url + '/nowhere',
                       'rollout_ready_timeout': 1, 'rollout_validate_checks': []},
     }
-    inventory = {'nodes': {'hosts': dict((name, dict(common, **extra)) for name, extra in hosts.items())}}
+    inventory = {'nodes': {'hosts': dict((name, stub_nodes.host_vars(rollout_kubernetes=True, **extra))
+                                         for name, extra in hosts.items())}}
     (tmp / 'inventory.json').write_text(json.dumps(inventory))
     (tmp / 'play.yml').write_text(PLAYBOOK)
-    env = dict(os.environ,
-               ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-               ANSIBLE_COLLECTIONS_PATH='%s:%s' % (tmp / 'collections', os.path.join(ROOT, 'build', 'collections')),
-               ANSIBLE_ROLES_PATH=str(tmp / 'roles'),
-               ROLLOUT_TEST_K8S_LOG=str(tmp / 'k8s.log'), ROLLOUT_TEST_OUT=str(tmp / 'out.json'))
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
-                           '-i', str(tmp / 'inventory.json'), str(tmp / 'play.yml')],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    server.shutdown()
+    proc = stub_nodes.playbook(['-i', str(tmp / 'inventory.json'), str(tmp / 'play.yml')], collections=[tmp / 'collections'],
+                               ROLLOUT_TEST_K8S_LOG=str(tmp / 'k8s.log'), ROLLOUT_TEST_OUT=str(tmp / 'out.json'))
     calls = [json.loads(line) for line in (tmp / 'k8s.log').read_text().splitlines()] \
         if (tmp / 'k8s.log').exists() else []
     assert (tmp / 'out.json').exists(), proc.stdout[-4000:] + proc.stderr[-2000:]

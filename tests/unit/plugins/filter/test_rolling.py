@@ -10,7 +10,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.onprem_ai.maintenance.plugins.filter.rolling import (
-    haproxy_out_of_routing, haproxy_servers, litellm_haproxy_layout, litellm_haproxy_targets, rollout_record,
+    haproxy_out_of_routing, haproxy_response_delta, haproxy_servers, litellm_haproxy_layout, litellm_haproxy_targets, rollout_record,
     rollout_summary)
 
 
@@ -87,6 +87,22 @@ def test_out_of_routing_fails_safe():
     assert haproxy_out_of_routing(STATS, [{'backend': 'model_llama', 'server': 'gpu-2'}]) is True
     assert haproxy_out_of_routing(STATS, [{'backend': 'model_llama', 'server': 'gpu-9'}]) is True  # not found: cannot tell
     assert haproxy_out_of_routing('', [{'backend': 'model_llama', 'server': 'gpu-1'}]) is True
+
+
+COUNTERS = '# pxname,svname,status,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,\n'
+
+
+def test_response_delta_of_the_servers_named():
+    before = COUNTERS + 'm,FRONTEND,OPEN,0,50,0,1,0,0,\nm,gpu-1,UP,0,10,0,1,2,0,\nm,gpu-2,UP,0,20,0,0,0,0,\n'
+    now = (COUNTERS + 'm,FRONTEND,OPEN,0,80,0,1,0,0,\nm,gpu-1,UP,0,17,1,3,7,1,\nm,gpu-2,UP,0,29,0,,x,0,\n'
+           'm,gpu-3,UP,0,4,0,1,1,0,\nm,gpu-4,UP,0,9,0,9,9,0,\n')
+    servers = ['m/gpu-1', 'm/gpu-2', 'm/gpu-3', 'm/gpu-9']
+    # gpu-1 +7 errors of +16 responses; gpu-2: empty and non-numeric counters count 0; gpu-3 new: from 0
+    assert haproxy_response_delta(now, before, servers, ['hrsp_5xx', 'hrsp_4xx']) == {'errors': 9, 'responses': 31}
+    assert haproxy_response_delta(now, before, servers, ['hrsp_5xx']) == {'errors': 6, 'responses': 31}
+    assert haproxy_response_delta('', before, servers, ['hrsp_5xx']) == {'errors': 0, 'responses': 0}
+    with pytest.raises(AnsibleFilterError):
+        haproxy_response_delta('<html>not csv</html>\n<p></p>\n', before, servers, ['hrsp_5xx'])
 
 
 def driver(before, after, changed=True, reboot=False):
