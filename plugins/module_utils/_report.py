@@ -564,6 +564,10 @@ def _num(value, unit='', digits=1):
     return '%s%s' % (value, unit)
 
 
+def _sig(value):
+    return '-' if value is None else '%.4g' % value
+
+
 def _rate(value):
     return '-' if value is None else '%.1f%%' % (100 * value)
 
@@ -641,7 +645,7 @@ def monitoring_lines(norm):
         if prom.get('error'):
             lines.append('- Not compared: %s' % prom['error'])
         lines += [''] + _table_md(['metric', 'series', 'before (mean)', 'after (mean)', 'change', 'note'], [
-            [r.get('name'), r.get('series') or '-', _num(r.get('before')), _num(r.get('after')),
+            [r.get('name'), r.get('series') or '-', _sig(r.get('before')), _sig(r.get('after')),
              '-' if r.get('change') is None else '%+.1f%%' % (100 * r['change']), r.get('note') or '']
             for r in prom.get('rows') or []])
     return lines

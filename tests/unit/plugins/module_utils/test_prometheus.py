@@ -167,7 +167,7 @@ def test_report_sections():
     assert '| 00:16:40 | 00:16:44 | ok | 5 | 5 | 0 | 0 | 12 ms |' in md
     assert '| 00:16:45 | 00:16:48 | errors | 4 | 0 | 4 | 0 | - |' in md
     assert '- 00:16:49 abort: error rate 100%' in md
-    assert '| up | - | 5.0 | 4.0 | -20.0% |  |' in md
+    assert '| up | - | 5 | 4 | -20.0% |  |' in md
     assert '<h2>Live probe</h2>' in files['report.html'] and '<h2>Prometheus before and after</h2>' in files['report.html']
     with pytest.raises(report_utils.ReportError):
         report_utils.report(dict(data, probe=['x']))
