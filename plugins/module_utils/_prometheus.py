@@ -52,8 +52,8 @@ DEFAULT_QUERIES = [
 ]
 ARGUMENT_SPEC = dict(
     url=dict(type='str', required=True),
-    queries=dict(type='list', elements='dict', options=dict(name=dict(type='str', required=True),
-                                                             query=dict(type='str', required=True))),
+    queries=dict(type='list', elements='dict',
+                 options=dict(name=dict(type='str', required=True), query=dict(type='str', required=True))),
     before_seconds=dict(type='int', default=1800),
     bearer_token=dict(type='str', no_log=True),
     validate_certs=dict(type='bool', default=True),

@@ -47,7 +47,7 @@ options:
       - For V(report) - C(run) (C(name), C(kind), C(started), C(finished), C(strategy), C(window), C(stopped),
         C(emergency), C(emergency_reason), C(check_mode)), C(hosts) (a list of C({host, status, components, times,
         error, validation})), C(failed_requests) (C({count, total, source})), C(postponed), C(probe) (the C(summary) of
-        live_probe O(state=stopped) - its phases, per-second timeline and verdicts become the C(Live probe) section).
+        live_probe C(state=stopped) - its phases, per-second timeline and verdicts become the C(Live probe) section).
         docs/maintenance-run.md describes each.
     type: dict
     required: true
@@ -65,10 +65,19 @@ options:
         required: true
       queries:
         description:
-          - C(name) and PromQL C(query) pairs; default - the engines' completed requests/s and generated tokens/s
-            (vLLM's counters), requests in flight, vLLM's e2e latency p99, the nodes' CPU busy share, targets up.
+          - The queries; default - the engines' completed requests/s and generated tokens/s (vLLM's counters),
+            requests in flight, vLLM's e2e latency p99, the nodes' CPU busy share, targets up.
         type: list
         elements: dict
+        suboptions:
+          name:
+            description: The row's name in the report.
+            type: str
+            required: true
+          query:
+            description: The PromQL expression, asked with C(/api/v1/query_range) over each window.
+            type: str
+            required: true
       before_seconds:
         description: Seconds before the run's start that are "before".
         type: int

@@ -72,8 +72,8 @@ def test_parse_the_real_matrix():
     assert all(isinstance(t, float) and v >= 1 for t, v in series[0]['values'])
     several = prom.parse_matrix(RECORDED['up{job="node"}']['answer'], 'up')
     # Debian's packaged configuration (localhost:9100) was scraped until the role's replaced it
-    assert {s['metric']['instance'] for s in several} == {'molecule-mon-gpu-1:9100', 'molecule-mon-gpu-2:9100',
-                                                         'molecule-mon-server:9100', 'localhost:9100'}
+    instances = {'molecule-mon-gpu-1:9100', 'molecule-mon-gpu-2:9100', 'molecule-mon-server:9100', 'localhost:9100'}
+    assert {s['metric']['instance'] for s in several} == instances
     assert prom.series_name(several[0]['metric']) == '__name__=up,host=molecule-mon-gpu-1,instance=molecule-mon-gpu-1:9100,job=node'
     assert prom.parse_matrix(RECORDED[prom.DEFAULT_QUERIES[3]['query']]['answer'], 'p99') == []
 
@@ -172,3 +172,22 @@ def test_report_sections():
     with pytest.raises(report_utils.ReportError):
         report_utils.report(dict(data, probe=['x']))
     assert '## Live probe' not in report_utils.report(dict(data, probe=None, prometheus=None))[0]['report.md']
+
+
+def test_the_module_compares_and_never_fails_on_prometheus(server, tmp_path):
+    from ansible_collections.onprem_ai.maintenance.plugins.modules import maintenance_report
+    record = RECORDED['sum(up)']
+    data = {'run': {'name': 'r', 'started': record['start'] + 60}, 'hosts': [{'host': 'a', 'status': 'updated'}]}
+    params = dict(kind='report', data=data, dest=str(tmp_path), name='r', keep=3, dtstamp=None,
+                  prometheus=dict(url=server, queries=[dict(name='up', query='sum(up)')], before_seconds=60,
+                                  bearer_token=None, validate_certs=True, timeout=5))
+    out = maintenance_report.performance(params, data, now=record['end'])
+    assert [r['name'] for r in out['prometheus']['rows']] == ['up'] and out['prometheus']['rows'][0]['after'] >= 1
+    params['prometheus'] = dict(params['prometheus'], url='http://127.0.0.1:1', bearer_token='tok-secret')
+    out = maintenance_report.performance(params, data, now=record['end'])
+    assert out['prometheus']['rows'] == [] and 'failed' in out['prometheus']['error']
+    result = maintenance_report.run(dict(params, data=out), check_mode=False)
+    assert result['changed']
+    with open(os.path.join(str(tmp_path), 'r', 'report.md'), encoding='utf-8') as handle:
+        assert '- Not compared: GET http://127.0.0.1:1/api/v1/query_range failed' in handle.read()
+    assert maintenance_report.performance(dict(params, prometheus=None), data) is data
