@@ -364,6 +364,7 @@ def normalise_report(data):
             'rolled_back': [{'host': h['host'], 'why': h.get('error') or 'validation failed'}
                             for h in hosts if h['status'] == 'rolled_back'],
             'summary': summary_lines({'run': run, 'hosts': hosts, 'left': left, 'failed_requests': failed_requests})}
+    norm.update(monitoring_data(data))  # the live probe and Prometheus sections (monitoring, issue 18)
     check_no_secrets(norm)  # what is written: the raw validation results (their module arguments) are not
     return norm
 
@@ -541,6 +542,7 @@ def report(data):
     if norm['rolled_back']:
         lines += ['', '## Rolled back', '']
         lines += ['- %s: %s' % (r['host'], r['why']) for r in norm['rolled_back']]
+    lines += monitoring_lines(norm)
     lines += ['', '## Postponed', '']
     lines += [('- %s %s %s -> %s' % (p.get('host', ''), p.get('component', ''), p.get('name', ''), p.get('to', ''))).replace('  ', ' ')
               if isinstance(p, dict) else '- %s' % p for p in norm['postponed']] or ['Nothing was postponed.']
@@ -550,6 +552,103 @@ def report(data):
     files = {'report.md': md, 'report.html': _page(title, body),
              'report.json': json.dumps(norm, indent=2, sort_keys=True, default=str) + '\n'}
     return files, norm
+
+
+# ----- monitoring: the live probe's timeline and Prometheus before / after (issue 18) ------------------------------
+
+def _num(value, unit='', digits=1):
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        value = int(round(value)) if digits == 0 else round(value, digits)
+    return '%s%s' % (value, unit)
+
+
+def _sig(value):
+    return '-' if value is None else '%.4g' % value
+
+
+def _rate(value):
+    return '-' if value is None else '%.1f%%' % (100 * value)
+
+
+def probe_runs(timeline):
+    """The per-second timeline folded into runs of consecutive seconds that were all good or all failing."""
+    runs = []
+    for sec in timeline or []:
+        done = (sec.get('ok') or 0) + (sec.get('failed') or 0)
+        state = 'errors' if sec.get('failed') or sec.get('truncated') else ('ok' if done else 'idle')
+        if runs and runs[-1]['state'] == state and sec['t'] == runs[-1]['to'] + 1:
+            run = runs[-1]
+        else:
+            run = dict(state=state, start=sec['t'], to=sec['t'], sent=0, ok=0, failed=0, truncated=0, p99_ms=None)
+            runs.append(run)
+        run['to'] = sec['t']
+        for key in ('sent', 'ok', 'failed', 'truncated'):
+            run[key] += sec.get(key) or 0
+        if sec.get('p99_ms') is not None:
+            run['p99_ms'] = max(run['p99_ms'] or 0, sec['p99_ms'])
+    return runs
+
+
+def epoch_seconds(value):
+    """Epoch seconds of a time in report data (epoch seconds or ISO 8601 with an offset); None when unset."""
+    return _epoch(value)
+
+
+def monitoring_data(data):
+    """The optional `probe` (live_probe's stopped summary) and `prometheus` (_prometheus.compare) parts, checked."""
+    out = {}
+    probe = data.get('probe')
+    if probe not in (None, {}, ''):
+        if not isinstance(probe, dict):
+            raise ReportError('probe: the live_probe summary must be a dictionary')
+        out['probe'] = dict(probe, runs=probe_runs(probe.get('timeline')))
+    prom = data.get('prometheus')
+    if prom not in (None, {}, ''):
+        if not isinstance(prom, dict) or not isinstance(prom.get('rows', []), list):
+            raise ReportError('prometheus: a dictionary with rows (a list) is expected')
+        out['prometheus'] = prom
+    return out
+
+
+def monitoring_lines(norm):
+    """Markdown of the live probe (phases, timeline, verdicts) and of Prometheus before / after."""
+    lines = []
+    probe = norm.get('probe')
+    if probe:
+        lines += ['', '## Live probe', '']
+        lines.append('- %s requests to %s (model %s), ended: %s' % (
+            (probe.get('totals') or {}).get('sent', 0), probe.get('url') or '?', probe.get('model') or '?',
+            probe.get('end_reason') or 'running'))
+        phases = probe.get('phases') or {}
+        lines += [''] + (_table_md(['phase', 'sent', 'ok', 'failed', 'truncated', 'error rate', 'p50', 'p99'], [
+            [name, f.get('sent', 0), f.get('ok', 0), f.get('failed', 0), f.get('truncated', 0), _rate(f.get('error_rate')),
+             _num(f.get('p50_ms'), ' ms', 0), _num(f.get('p99_ms'), ' ms', 0)]
+            for name in ('before', 'during', 'after') for f in [phases.get(name)] if f is not None])
+            if phases else ['No marks: no phases before / during / after.'])
+        lines += ['', '### Probe timeline', '']
+        lines += _table_md(['from', 'to', 'answers', 'sent', 'ok', 'failed', 'truncated', 'p99 (worst second)'], [
+            [_hms(r['start']), _hms(r['to']), r['state'], r['sent'], r['ok'], r['failed'], r['truncated'],
+             _num(r['p99_ms'], ' ms', 0)] for r in probe['runs']]) if probe['runs'] else ['No second was recorded.']
+        verdicts = [m for m in probe.get('marks') or [] if m.get('verdict')]
+        if verdicts:
+            lines += ['', '### Probe verdicts', '']
+            lines += ['- %s %s: %s' % (_hms(m['t']), m['verdict'], m.get('reason') or '') for m in verdicts]
+    prom = norm.get('prometheus')
+    if prom:
+        lines += ['', '## Prometheus before and after', '']
+        lines.append('- %s; before %s - %s, after %s - %s' % (
+            prom.get('url') or 'Prometheus', _iso(_epoch((prom.get('before') or [None])[0])),
+            _iso(_epoch((prom.get('before') or [None, None])[1])), _iso(_epoch((prom.get('after') or [None])[0])),
+            _iso(_epoch((prom.get('after') or [None, None])[1]))))
+        if prom.get('error'):
+            lines.append('- Not compared: %s' % prom['error'])
+        lines += [''] + _table_md(['metric', 'series', 'before (mean)', 'after (mean)', 'change', 'note'], [
+            [r.get('name'), r.get('series') or '-', _sig(r.get('before')), _sig(r.get('after')),
+             '-' if r.get('change') is None else '%+.1f%%' % (100 * r['change']), r.get('note') or '']
+            for r in prom.get('rows') or []])
+    return lines
 
 
 # ----- the history -------------------------------------------------------------------------------------------------

@@ -46,10 +46,53 @@ options:
         revision of the notice), C(organizer), C(url).
       - For V(report) - C(run) (C(name), C(kind), C(started), C(finished), C(strategy), C(window), C(stopped),
         C(emergency), C(emergency_reason), C(check_mode)), C(hosts) (a list of C({host, status, components, times,
-        error, validation})), C(failed_requests) (C({count, total, source})), C(postponed). docs/maintenance-run.md
-        describes each.
+        error, validation})), C(failed_requests) (C({count, total, source})), C(postponed), C(probe) (the C(summary) of
+        live_probe C(state=stopped) - its phases, per-second timeline and verdicts become the C(Live probe) section).
+        docs/maintenance-run.md describes each.
     type: dict
     required: true
+  prometheus:
+    description:
+      - With O(kind=report) - compare performance before and after the run from Prometheus' query API
+        (C(/api/v1/query_range)) - each query's mean per series over the O(prometheus.before_seconds) before the run's
+        C(started), and from the last node back in routing until now; a table in the report. Unset - no comparison.
+      - Prometheus not answering does not fail the report - the section says why nothing was compared.
+    type: dict
+    suboptions:
+      url:
+        description: Prometheus' base URL (V(http://prometheus:9090)); user info in it is never sent.
+        type: str
+        required: true
+      queries:
+        description:
+          - The queries; default - the engines' completed requests/s and generated tokens/s (vLLM's counters),
+            requests in flight, vLLM's e2e latency p99, the nodes' CPU busy share, targets up.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: The row's name in the report.
+            type: str
+            required: true
+          query:
+            description: The PromQL expression, asked with C(/api/v1/query_range) over each window.
+            type: str
+            required: true
+      before_seconds:
+        description: Seconds before the run's start that are "before".
+        type: int
+        default: 1800
+      bearer_token:
+        description: Sent as a bearer token (the C(Authorization) header) when set.
+        type: str
+      validate_certs:
+        description: Verify Prometheus' TLS certificate.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds one query may take.
+        type: int
+        default: 10
   dest:
     description: The history directory (created 0755).
     type: path
@@ -125,9 +168,12 @@ stats:
   type: dict
 '''
 
+import time
+
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _report as report_utils
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _prometheus as prometheus_utils
 
 ARGUMENT_SPEC = dict(
     kind=dict(type='str', choices=['notice', 'report'], required=True),
@@ -136,7 +182,21 @@ ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True),
     keep=dict(type='int', default=24),
     dtstamp=dict(type='str'),
+    prometheus=dict(type='dict', options=prometheus_utils.ARGUMENT_SPEC),
 )
+
+
+def performance(params, data, now=None):
+    """data with `prometheus`: the before / after comparison, or why there is none (never fails the report)."""
+    options = params.get('prometheus')
+    if not options:
+        return data
+    try:
+        before, after = prometheus_utils.windows(data, time.time() if now is None else now, options['before_seconds'])
+        compared = prometheus_utils.compare(options, before, after)
+    except prometheus_utils.PrometheusError as exc:
+        compared = dict(url=prometheus_utils.safe_url(options.get('url')), rows=[], error=exc.msg)
+    return dict(data, prometheus=compared)
 
 
 def run(params, check_mode):
@@ -151,7 +211,7 @@ def run(params, check_mode):
             ', CRITICAL security on the emergency path' if info['emergency'] else '')]
         entry, outcome, extra = None, None, {}
     else:
-        files, norm = report_utils.report(params['data'])
+        files, norm = report_utils.report(performance(params, params['data']))
         entry = report_utils.history_entry(params['name'], norm)
         summary, outcome = norm['summary'], norm['run']['outcome']
         extra = {'left_for_next_window': norm['left_for_next_window'], 'counts': norm['counts']}

@@ -86,8 +86,9 @@ def test_failed_update_rolled_back():
 
 
 def test_silences_exactly_the_maintained_node_during_and_none_after():
-    """playbooks/gpu.yml with rollout_alertmanager_url: an ok run on gpu-1, a failed one on gpu-2 (rolled back)."""
-    for run, node in (('ok', 'molecule-mon-gpu-1'), ('failed', 'molecule-mon-gpu-2')):
+    """With rollout_alertmanager_url: an ok run of gpu.yml on gpu-2, a failed site.yml run (gpu-1 rolled back, gpu-2
+    never started: no silence for it)."""
+    for run, node in (('ok', 'molecule-mon-gpu-2'), ('failed', 'molecule-mon-gpu-1')):
         record = ephemeral('mon-run-%s.json' % run)
         assert record['rc'] == (0 if run == 'ok' else 2), (run, record['rc'])
         tag = '[onprem_ai.maintenance:mon-%s]' % run
@@ -111,3 +112,31 @@ def test_webhook_got_notices_and_alerts(host):
     assert ('end', 'localhost') in events, events
     alerts = [a for x in lines if x['path'] == '/alerts' for a in x['body'].get('alerts', [])]
     assert {'NvidiaDriverMismatch', 'BackupStale'} <= {a['labels']['alertname'] for a in alerts}
+
+
+def test_probe_stops_the_run_rolls_back_and_the_report_shows_it():
+    """site.yml under a live probe whose backend (gpu-2's engine) failed mid-run: after gpu-1's warm-up the probe said
+    abort, gpu-1 was rolled back, no further node was started, and the report has the probe's timeline, its verdicts
+    and Prometheus' before / after table (from the real Prometheus)."""
+    with open(os.path.join(EPHEMERAL, 'reports', 'mon-failed', 'report.json')) as handle:
+        report = json.load(handle)
+    status = {h['host']: h['status'] for h in report['hosts']}
+    assert status == {'molecule-mon-gpu-1': 'rolled_back', 'molecule-mon-gpu-2': 'not_reached'}, status
+    gpu1 = [h for h in report['hosts'] if h['host'] == 'molecule-mon-gpu-1'][0]
+    assert 'live probe says stop' in gpu1['error'], gpu1['error']
+    assert 'no further node was started' in report['run']['stopped'], report['run']
+    probe = report['probe']
+    states = [r['state'] for r in probe['runs']]
+    assert 'ok' in states and 'errors' in states and states.index('ok') < states.index('errors'), probe['runs']
+    verdicts = [m['verdict'] for m in probe['marks'] if m.get('verdict')]
+    assert verdicts[0] == 'ok' and 'abort' in verdicts, probe['marks']
+    assert probe['phases']['during']['failed'] > 0 and probe['phases']['before']['failed'] == 0, probe['phases']
+    with open(os.path.join(EPHEMERAL, 'reports', 'mon-failed', 'report.md')) as handle:
+        markdown = handle.read()
+    for heading in ('## Live probe', '### Probe timeline', '### Probe verdicts', '## Prometheus before and after'):
+        assert heading in markdown, heading
+    prom = report['prometheus']
+    assert not prom.get('error'), prom
+    rows = {r['name']: r for r in prom['rows']}
+    assert rows['completed requests/s']['before'] is not None and rows['completed requests/s']['after'] is not None
+    assert rows['targets up']['before'] > 0 and rows['targets up']['points_after'] > 0, rows['targets up']
