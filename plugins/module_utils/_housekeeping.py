@@ -87,6 +87,15 @@ def drift(results):
 
 # ----- resource housekeeping --------------------------------------------------------------------------------------
 
+def resolve(value):
+    """A version's name: a name as it is, an absolute path (a link such as .../current) as the name it points to."""
+    if value is None or not os.path.isabs(str(value)):
+        return value
+    if not os.path.lexists(value):
+        return None
+    return os.path.basename(os.path.realpath(value))
+
+
 def read_versions(root, current=None):
     """The version entries of a directory ([{name, mtime}]) and the current one's name (a 'current' link resolved).
 
@@ -100,9 +109,7 @@ def read_versions(root, current=None):
         names = sorted(os.listdir(root))
     except OSError as exc:
         raise HousekeepingError('%s: cannot be read (%s)' % (root, exc.strerror or exc))
-    link = os.path.join(root, 'current')
-    if current is None and os.path.islink(link):
-        current = os.path.basename(os.path.realpath(link))
+    current = resolve(current if current is not None else os.path.join(root, 'current'))
     entries = []
     for name in names:
         path = os.path.join(root, name)
@@ -254,7 +261,8 @@ def gpu_tuning(gpus):
 def gather(spec):
     """(checks, findings, cleanup) from the host: the versions directories, the journal, free disk.
 
-    spec: {versions: [{kind, path, current, keep}], journal_path, journal_max_bytes, disk: {path, needed_bytes}}.
+    spec: {versions: [{kind, path, current, previous, keep}] (current / previous: a name, or the path of a link
+    to the version, as the roles keep them), journal_path, journal_max_bytes, disk: {path, needed_bytes}}.
     """
     if not isinstance(spec, dict):
         raise HousekeepingError('housekeeping: a mapping is needed, got %s' % type(spec).__name__)
@@ -263,7 +271,8 @@ def gather(spec):
         if not isinstance(item, dict) or not item.get('path') or not item.get('kind'):
             raise HousekeepingError('housekeeping.versions[%d]: {kind, path, keep} is needed' % index)
         entries, current = read_versions(item['path'], item.get('current'))
-        more, clean = versioned(item['kind'], item['path'], entries, current, item.get('keep', 3))
+        more, clean = versioned(item['kind'], item['path'], entries, current, item.get('keep', 3),
+                                previous=resolve(item.get('previous')))
         found.extend(more)
         cleanup.extend(clean)
     if spec.get('journal_max_bytes') is not None:

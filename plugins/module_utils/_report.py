@@ -255,6 +255,11 @@ def notice(data, dtstamp=None):
         lines += _table_md(['host', 'check', 'finding', 'recommendation'],
                            [[h, r.get('check'), r.get('finding'), r.get('recommendation') or 'find out: it cannot be read']
                             for h, r in recs])
+    # maint (issue 17 housekeeping): what the window's run may remove; never the current or the previous version
+    cleanup = [(h, c) for h in sorted(data['hosts']) for c in (data['hosts'][h] or {}).get('cleanup') or []]
+    if cleanup:
+        lines += ['', '## Cleaned up in the window', '']
+        lines += _table_md(['host', 'what', 'why'], [[h, c.get('path') or c.get('image'), c.get('reason')] for h, c in cleanup])
     lines += ['', '## Postponing and contact', '',
               data.get('postpone') or 'Non-critical changes can be postponed to the next window: ask the team before '
                                       'the window opens. Critical security updates cannot be postponed.',

@@ -118,7 +118,8 @@ options:
     description:
       - Resource housekeeping read on the host (without external commands) - C(versions), a list of C({kind, path,
         current, keep}) with C(kind) V(model), V(litellm_venv) or V(engine_venv) (C(path) holds one directory per
-        version; C(current) defaults to where its C(current) link points; C(keep) at least 2, default 3);
+        version; C(current) and C(previous) - a name or the path of a link to the version - default to where the
+        C(current) link in C(path) points and to the newest other one; C(keep) at least 2, default 3);
         C(journal_path) (default C(/var/log/journal)) with C(journal_max_bytes); C(disk) (C(path), C(needed_bytes)
         of the next model pull).
       - Versions beyond keep-N are listed in RV(recommendations) and RV(cleanup) - never the current one nor the

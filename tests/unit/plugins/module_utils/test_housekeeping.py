@@ -114,3 +114,20 @@ def test_os_update_advisory_ids_are_kept_with_their_severity():
                          'advisories': ['RHSA-2026:0001'], 'severity': 'Critical'}])
     assert result['changes'][0]['advisories'] == [{'id': 'RHSA-2026:0001', 'severity': 'critical'}]
     assert result['path'] == 'emergency'
+
+
+def test_current_and_previous_given_as_links(tmp_path):
+    venvs = tmp_path / 'litellm' / 'venvs'
+    for index, name in enumerate(['1.60', '1.70', '1.80', '1.90']):
+        (venvs / name).mkdir(parents=True)
+        os.utime(venvs / name, (index, index))
+    os.symlink(str(venvs / '1.70'), tmp_path / 'litellm' / 'current')
+    os.symlink(str(venvs / '1.60'), tmp_path / 'litellm' / 'previous')
+    _checks, found, cleanup = hk.gather({'versions': [{
+        'kind': 'litellm_venv', 'path': str(venvs), 'current': str(tmp_path / 'litellm' / 'current'),
+        'previous': str(tmp_path / 'litellm' / 'previous'), 'keep': 2}]})
+    assert [os.path.basename(c['path']) for c in cleanup] == ['1.80', '1.90']
+    assert 'current 1.70, previous 1.60' in found[0]['finding']
+    _checks, found, cleanup = hk.gather({'versions': [{
+        'kind': 'litellm_venv', 'path': str(venvs), 'current': str(tmp_path / 'no-link'), 'keep': 2}]})
+    assert cleanup == [] and found[0]['status'] == 'unknown'

@@ -261,3 +261,15 @@ def test_notice_lists_the_proactive_recommendations():
     assert '## Proactive maintenance (drift, housekeeping, tuning)' in md
     assert '| gpu2 | gateway retries | the gateway does not retry | allow 1-2 retries' in md
     assert '| gpu2 | engine GPU memory share | the engine\'s GPU memory share cannot be read | find out: it cannot be read |' in md
+
+
+def test_notice_lists_what_the_window_cleans_up():
+    # maint (issue 17 housekeeping)
+    data = notice_data()
+    data['hosts']['gpu2'] = plan.plan([], checks={'images': {'images': [
+        {'id': 'a', 'repository': 'lab/engine', 'tag': '1', 'created': '1'},
+        {'id': 'b', 'repository': 'lab/engine', 'tag': '2', 'created': '2'}], 'used': []}})
+    md = report.notice(data)['notice.md']
+    assert '## Cleaned up in the window' in md
+    assert '| gpu2 | lab/engine:1 | unused, older than the previous version |' in md
+    assert '| gpu2 | unused container images | 2 unused: lab/engine:1, lab/engine:2 |' in md
