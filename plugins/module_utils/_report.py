@@ -366,6 +366,8 @@ def normalise_report(data):
     failed_requests = data.get('failed_requests')
     norm = {'run': run, 'hosts': hosts, 'counts': counts, 'left_for_next_window': left,
             'failed_requests': failed_requests, 'postponed': list(data.get('postponed') or []),
+            # maint (issue 17 housekeeping): what the window's run removed
+            'cleaned': [str(c) for c in data.get('cleaned') or []],
             'rolled_back': [{'host': h['host'], 'why': h.get('error') or 'validation failed'}
                             for h in hosts if h['status'] == 'rolled_back'],
             'summary': summary_lines({'run': run, 'hosts': hosts, 'left': left, 'failed_requests': failed_requests})}
@@ -549,6 +551,8 @@ def report(data):
     lines += ['', '## Postponed', '']
     lines += [('- %s %s %s -> %s' % (p.get('host', ''), p.get('component', ''), p.get('name', ''), p.get('to', ''))).replace('  ', ' ')
               if isinstance(p, dict) else '- %s' % p for p in norm['postponed']] or ['Nothing was postponed.']
+    if norm['cleaned']:  # maint (issue 17 housekeeping)
+        lines += ['', '## Cleaned up in the window', ''] + ['- %s' % c for c in norm['cleaned']]
     lines += ['', '## Summary', ''] + ['- %s' % l.strip() for l in norm['summary']]
     md = '\n'.join(lines) + '\n'
     body = _md_to_html(lines[:2]) + '\n<h2>Timeline</h2>\n' + timeline_svg(norm) + '\n' + _md_to_html(lines[2:])
