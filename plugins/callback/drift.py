@@ -16,7 +16,7 @@ description:
     roles with C(--check --diff). Every task of a role that would change something (configuration drift - the host
     differs from the declared state), and every one that failed or whose host was unreachable (the state cannot be
     told), is written per host to a JSON file (0600) - per host name a list of C(role), C(task), C(changed), C(failed),
-    C(unreachable), C(skipped), C(msg), C(diff) - that C(playbooks/plan.yml) reads (O(maintenance_drift_file)) and hands to
+    C(unreachable), C(skipped), C(msg), C(diff) - that C(playbooks/plan.yml) reads (C(maintenance_drift_file)) and hands to
     C(onprem_ai.maintenance.update_plan) as C(checks.drift).
   - Of a diff only the file names (C(before_header), C(after_header)) are kept, never its content - a configuration
     file may hold a secret. Results of tasks with C(no_log) keep no message either.

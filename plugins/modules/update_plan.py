@@ -111,7 +111,7 @@ options:
         C(images) (C(images) - C({id, repository, tag, created}) - and C(used), the ids or references containers
         use; unused ones are listed, those older than the previous one per repository go to RV(cleanup)) and
         C(gpu_power) (per GPU C(index), C(power_limit_w), C(default_power_limit_w),
-        C(clocks_applications_graphics_mhz), C(clocks_default_applications_graphics_mhz), C(clocks_locked): against
+        C(clocks_applications_graphics_mhz), C(clocks_default_applications_graphics_mhz), C(clocks_locked) - against
         the defaults; the same keys in C(gpu_info)'s GPUs are checked too).
     type: dict
   housekeeping:
