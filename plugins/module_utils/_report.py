@@ -364,6 +364,8 @@ def normalise_report(data):
                 'duration_seconds': round(finished - started, 1) if started is not None and finished is not None else None,
                 'outcome': outcome})
     failed_requests = data.get('failed_requests')
+    if isinstance(failed_requests, dict) and 'phases' in failed_requests:  # maint: a load client's raw counts
+        failed_requests = failed_requests_from_client(failed_requests, failed_requests.get('source'))
     norm = {'run': run, 'hosts': hosts, 'counts': counts, 'left_for_next_window': left,
             'failed_requests': failed_requests, 'postponed': list(data.get('postponed') or []),
             # maint (issue 17 housekeeping): what the window's run removed
@@ -398,6 +400,23 @@ def _host_line(host):
     if host.get('error') and status in ('failed', 'rolled_back', 'unreachable', 'postponed'):
         text += ' - %s' % host['error']
     return text
+
+
+def failed_requests_from_client(counts, source=None):
+    """maint (issue 17): a load client's counts ({phases: {phase: {requests, failed, truncated, ...}}}, as the lab's
+    tests/lab/load_client/gateway_load.py --live writes them) -> {count, total, source, phases}: a failed or a
+    truncated answer counts as failed. Counts that cannot be read are unknown (count null), never 0."""
+    phases = counts.get('phases') if isinstance(counts, dict) else None
+    if not isinstance(phases, dict):
+        return {'count': None, 'source': source or 'client counts', 'error': 'no phases in the client counts'}
+    try:
+        per = dict((str(name), {'requests': int(v.get('requests', 0)),
+                                'failed': int(v.get('failed', 0)) + int(v.get('truncated', 0))})
+                   for name, v in phases.items())
+    except (AttributeError, TypeError, ValueError):
+        return {'count': None, 'source': source or 'client counts', 'error': 'the client counts are not numbers'}
+    return {'count': sum(v['failed'] for v in per.values()), 'total': sum(v['requests'] for v in per.values()),
+            'source': source or counts.get('source') or 'client-side', 'phases': per}
 
 
 def _failed_requests_text(value):

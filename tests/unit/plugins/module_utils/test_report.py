@@ -273,3 +273,16 @@ def test_notice_lists_what_the_window_cleans_up():
     assert '## Cleaned up in the window' in md
     assert '| gpu2 | lab/engine:1 | unused, older than the previous version |' in md
     assert '| gpu2 | unused container images | 2 unused: lab/engine:1, lab/engine:2 |' in md
+
+
+def test_failed_requests_counted_by_the_load_client():
+    # maint (issue 17, item 3): the lab load client's --live counts, failed and truncated answers count as failed
+    counts = {'phases': {'gpu-rollout': {'requests': 100, 'ok': 97, 'failed': 2, 'truncated': 1, 'stalled': 0},
+                         'idle': {'requests': 20, 'ok': 20, 'failed': 0, 'truncated': 0}}, 'source': 'client-side, x.json'}
+    _files, norm = report.report({'run': {'name': 'r'}, 'hosts': [{'host': 'a', 'status': 'updated', 'times': {}}],
+                                  'failed_requests': counts})
+    assert norm['failed_requests']['count'] == 3 and norm['failed_requests']['total'] == 120
+    assert norm['failed_requests']['phases']['gpu-rollout'] == {'requests': 100, 'failed': 3}
+    assert norm['summary'][-1] == 'failed requests during the run: 3 of 120 (client-side, x.json)'
+    assert report.failed_requests_from_client({'phases': {'a': {'requests': 'many'}}})['count'] is None
+    assert report.failed_requests_from_client(None)['count'] is None
