@@ -34,6 +34,7 @@ import os
 import re
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _housekeeping as housekeeping
 
 RISKS = ('low', 'medium', 'high')
 STRATEGIES = ('rolling_gateway', 'rolling', 'all_at_once')
@@ -287,7 +288,9 @@ def _change(raw, index):
         'reboot': _bool(raw.get('reboot', False), field + '.reboot'),
         'security': _bool(raw.get('security', False), field + '.security'),
         'risk': risk, 'reason': str(raw.get('reason') or ''),
-        'advisories': list(raw.get('advisories') or []),
+        # os_update names its advisories by id (dnf updateinfo), with one severity for the package
+        'advisories': [a if isinstance(a, dict) else {'id': str(a), 'severity': str(raw.get('severity') or 'unknown').lower()}
+                       for a in raw.get('advisories') or []],
     })
     return change
 
@@ -421,14 +424,19 @@ def plan(changes, advisories=None, known_bad=None, packages=None, osv=None, stra
         'vulnerabilities': vulnerabilities,
         'packages_checked': len(packages or []),
         'recommendations': recommendations(checks) if checks else [],
+        'cleanup': cleanup(checks) if checks else [],
         'summary': summary,
     }
 
 
 # ----- proactive maintenance: housekeeping and tuning, one recommendation each --------------------------------------
 
+_HOUSEKEEPING_CHECKS = ('CUDA toolkits', 'free disk', 'old model versions', 'journal size')
+
+
 def _finding(check, status, finding, recommendation=None):
-    return {'check': check, 'status': status, 'finding': finding, 'recommendation': recommendation}
+    return housekeeping.finding(check, 'housekeeping' if check in _HOUSEKEEPING_CHECKS else 'tuning', status,
+                                finding, recommendation)
 
 
 def _gpu_checks(gpu_info):
@@ -497,6 +505,8 @@ def recommendations(checks):
         if keep is not None and int(count) > int(keep):
             out.append(_finding('old model versions', 'recommend', '%s: %d versions kept, keep is %d' % (model, int(count), int(keep)),
                                 'prune with model_pull (keep=%d)' % int(keep)))
+    if 'journal_bytes' in checks and checks['journal_bytes'] is None:
+        out.append(_finding('journal size', 'unknown', 'the journal\'s size cannot be read'))
     if checks.get('journal_bytes') is not None and checks.get('journal_max_bytes') is not None \
             and int(checks['journal_bytes']) > int(checks['journal_max_bytes']):
         out.append(_finding('journal size', 'recommend', 'the journal holds %d MiB' % (int(checks['journal_bytes']) >> 20),
@@ -513,4 +523,21 @@ def recommendations(checks):
         elif retries is not None and int(retries) > 3:
             out.append(_finding('gateway retries', 'recommend', '%d retries multiply the load on a failing engine' % int(retries),
                                 'lower the retries to 1-2'))
+    # issue 17, proactive maintenance (module_utils/_housekeeping): drift, container images, power and clocks
+    if 'drift' in checks:
+        out.extend(housekeeping.drift(checks['drift']))
+    if 'images' in checks:
+        images = checks['images'] if isinstance(checks['images'], dict) else {}
+        out.extend(housekeeping.images(images.get('images'), images.get('used'))[0])
+    gpus = [g for g in ((checks.get('gpu_info') or {}).get('gpus') or []) if isinstance(g, dict)] \
+        if isinstance(checks.get('gpu_info'), dict) else []
+    out.extend(housekeeping.gpu_tuning(gpus + list(checks.get('gpu_power') or [])))
     return out
+
+
+def cleanup(checks):
+    """What the window's run may remove safely, from the checks (container images beyond the previous version)."""
+    images = (checks or {}).get('images')
+    if not isinstance(images, dict):
+        return []
+    return housekeeping.images(images.get('images'), images.get('used'))[1]

@@ -255,6 +255,11 @@ def notice(data, dtstamp=None):
         lines += _table_md(['host', 'check', 'finding', 'recommendation'],
                            [[h, r.get('check'), r.get('finding'), r.get('recommendation') or 'find out: it cannot be read']
                             for h, r in recs])
+    # maint (issue 17 housekeeping): what the window's run may remove; never the current or the previous version
+    cleanup = [(h, c) for h in sorted(data['hosts']) for c in (data['hosts'][h] or {}).get('cleanup') or []]
+    if cleanup:
+        lines += ['', '## Cleaned up in the window', '']
+        lines += _table_md(['host', 'what', 'why'], [[h, c.get('path') or c.get('image'), c.get('reason')] for h, c in cleanup])
     lines += ['', '## Postponing and contact', '',
               data.get('postpone') or 'Non-critical changes can be postponed to the next window: ask the team before '
                                       'the window opens. Critical security updates cannot be postponed.',
@@ -359,8 +364,12 @@ def normalise_report(data):
                 'duration_seconds': round(finished - started, 1) if started is not None and finished is not None else None,
                 'outcome': outcome})
     failed_requests = data.get('failed_requests')
+    if isinstance(failed_requests, dict) and 'phases' in failed_requests:  # maint: a load client's raw counts
+        failed_requests = failed_requests_from_client(failed_requests, failed_requests.get('source'))
     norm = {'run': run, 'hosts': hosts, 'counts': counts, 'left_for_next_window': left,
             'failed_requests': failed_requests, 'postponed': list(data.get('postponed') or []),
+            # maint (issue 17 housekeeping): what the window's run removed
+            'cleaned': [str(c) for c in data.get('cleaned') or []],
             'rolled_back': [{'host': h['host'], 'why': h.get('error') or 'validation failed'}
                             for h in hosts if h['status'] == 'rolled_back'],
             'summary': summary_lines({'run': run, 'hosts': hosts, 'left': left, 'failed_requests': failed_requests})}
@@ -392,6 +401,23 @@ def _host_line(host):
     if host.get('error') and status in ('failed', 'rolled_back', 'unreachable', 'postponed'):
         text += ' - %s' % host['error']
     return text
+
+
+def failed_requests_from_client(counts, source=None):
+    """maint (issue 17): a load client's counts ({phases: {phase: {requests, failed, truncated, ...}}}, as the lab's
+    tests/lab/load_client/gateway_load.py --live writes them) -> {count, total, source, phases}: a failed or a
+    truncated answer counts as failed. Counts that cannot be read are unknown (count null), never 0."""
+    phases = counts.get('phases') if isinstance(counts, dict) else None
+    if not isinstance(phases, dict):
+        return {'count': None, 'source': source or 'client counts', 'error': 'no phases in the client counts'}
+    try:
+        per = dict((str(name), {'requests': int(v.get('requests', 0)),
+                                'failed': int(v.get('failed', 0)) + int(v.get('truncated', 0))})
+                   for name, v in phases.items())
+    except (AttributeError, TypeError, ValueError):
+        return {'count': None, 'source': source or 'client counts', 'error': 'the client counts are not numbers'}
+    return {'count': sum(v['failed'] for v in per.values()), 'total': sum(v['requests'] for v in per.values()),
+            'source': source or counts.get('source') or 'client-side', 'phases': per}
 
 
 def _failed_requests_text(value):
@@ -546,6 +572,8 @@ def report(data):
     lines += ['', '## Postponed', '']
     lines += [('- %s %s %s -> %s' % (p.get('host', ''), p.get('component', ''), p.get('name', ''), p.get('to', ''))).replace('  ', ' ')
               if isinstance(p, dict) else '- %s' % p for p in norm['postponed']] or ['Nothing was postponed.']
+    if norm['cleaned']:  # maint (issue 17 housekeeping)
+        lines += ['', '## Cleaned up in the window', ''] + ['- %s' % c for c in norm['cleaned']]
     lines += ['', '## Summary', ''] + ['- %s' % l.strip() for l in norm['summary']]
     md = '\n'.join(lines) + '\n'
     body = _md_to_html(lines[:2]) + '\n<h2>Timeline</h2>\n' + timeline_svg(norm) + '\n' + _md_to_html(lines[2:])

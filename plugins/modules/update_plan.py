@@ -106,6 +106,24 @@ options:
         C(disk) (C(path), C(free_bytes), C(needed_bytes) of the next model pull), C(model_versions) (versions kept
         per model) with C(keep), C(journal_bytes) with C(journal_max_bytes), C(gateway) (C(timeout_s),
         C(num_retries)) with C(engine_p99_ms).
+      - Also C(drift) (the roles' tasks run in check mode with diff, registered results with C(role) and C(task) -
+        each changed one is configuration drift, corrected in the window by the normal run; a failed one is unknown),
+        C(images) (C(images) - C({id, repository, tag, created}) - and C(used), the ids or references containers
+        use; unused ones are listed, those older than the previous one per repository go to RV(cleanup)) and
+        C(gpu_power) (per GPU C(index), C(power_limit_w), C(default_power_limit_w),
+        C(clocks_applications_graphics_mhz), C(clocks_default_applications_graphics_mhz), C(clocks_locked) - against
+        the defaults; the same keys in C(gpu_info)'s GPUs are checked too).
+    type: dict
+  housekeeping:
+    description:
+      - Resource housekeeping read on the host (without external commands) - C(versions), a list of C({kind, path,
+        current, keep}) with C(kind) V(model), V(litellm_venv) or V(engine_venv) (C(path) holds one directory per
+        version; C(current) and C(previous) - a name or the path of a link to the version - default to where the
+        C(current) link in C(path) points and to the newest other one; C(keep) at least 2, default 3);
+        C(journal_path) (default C(/var/log/journal)) with C(journal_max_bytes); C(disk) (C(path), C(needed_bytes)
+        of the next model pull).
+      - Versions beyond keep-N are listed in RV(recommendations) and RV(cleanup) - never the current one nor the
+        previous one. A directory that cannot be read fails the module (never "nothing to clean").
     type: dict
 seealso:
   - name: Maintenance run
@@ -187,12 +205,21 @@ vulnerabilities:
   type: list
   elements: dict
 recommendations:
-  description: The proactive checks' findings - C(check), C(status) (V(recommend) or V(unknown)), C(finding), C(recommendation).
+  description: The proactive checks' findings - C(check), C(category) (V(drift), V(housekeeping), V(tuning)), C(status)
+    (V(recommend), V(drift) or V(unknown)), C(finding), C(recommendation).
   returned: always
   type: list
   elements: dict
   sample: [{check: persistence mode, status: recommend, finding: "GPU 0 (00000000:1A:00.0): persistence mode is Disabled",
             recommendation: "enable it (nvidia-persistenced), so that the driver stays loaded between jobs"}]
+cleanup:
+  description:
+    - What the window's run may remove safely (issue 17 housekeeping) - C(kind) (V(model), V(litellm_venv),
+      V(engine_venv), V(image)), C(path) or C(image), C(reason). Never the current or the previous version.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{kind: model, path: /srv/models/llama/r1, reason: "beyond keep=3 in /srv/models/llama"}]
 packages_checked:
   description: How many installed Python packages were matched against the advisory database.
   returned: always
@@ -207,6 +234,7 @@ summary:
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _plan as plan_utils
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _housekeeping as housekeeping
 
 ARGUMENT_SPEC = dict(
     plans=dict(type='list', elements='raw', default=[]),
@@ -222,6 +250,7 @@ ARGUMENT_SPEC = dict(
     postpone=dict(type='list', elements='str', default=[]),
     critical_severities=dict(type='list', elements='str', default=['critical']),
     checks=dict(type='dict'),
+    housekeeping=dict(type='dict'),
 )
 
 
@@ -241,11 +270,18 @@ def run(params):
     if packages and not records:
         raise plan_utils.PlanError('advisory_db: installed Python packages are to be checked but no advisory database '
                                    'was given (advisory_db or advisory_records): "no known vulnerability" cannot be told')
-    return plan_utils.plan(params['plans'], advisories=params['advisories'], known_bad=params['known_bad'],
-                           packages=packages, osv=records, strategy=params['strategy'],
-                           reboot_seconds=params['reboot_seconds'], restart_seconds=params['restart_seconds'],
-                           postpone=params['postpone'], critical_severities=params['critical_severities'],
-                           checks=params['checks'])
+    checks, found, cleanup = dict(params['checks'] or {}), [], []
+    if params['housekeeping']:
+        gathered, found, cleanup = housekeeping.gather(params['housekeeping'])
+        checks.update(gathered)
+    result = plan_utils.plan(params['plans'], advisories=params['advisories'], known_bad=params['known_bad'],
+                             packages=packages, osv=records, strategy=params['strategy'],
+                             reboot_seconds=params['reboot_seconds'], restart_seconds=params['restart_seconds'],
+                             postpone=params['postpone'], critical_severities=params['critical_severities'],
+                             checks=checks)
+    result['recommendations'] = found + result['recommendations']
+    result['cleanup'] = cleanup + result['cleanup']
+    return result
 
 
 def main():

@@ -42,3 +42,19 @@ def test_report_files_are_0644_without_secrets():
             with open(path, encoding='utf-8') as handle:
                 text = handle.read()
             assert not re.search(r'\bsk-[A-Za-z0-9-]{8,}', text) and 'BEGIN PRIVATE KEY' not in text, path
+
+
+def test_plan_listed_the_pending_security_updates_of_the_lab_repository():
+    """plan.yml planned the OS updates (os_update in check mode): node 1's OpenSSL from bookworm-security, flagged."""
+    notices = [os.path.join(root, 'notice.md') for root, _dirs, names in os.walk(REPORTS) if 'notice.md' in names]
+    assert len(notices) == 1, notices
+    with open(notices[0], encoding='utf-8') as handle:
+        rows = [line for line in handle.read().splitlines() if '| os_update |' in line]
+    assert [row.split('|')[1:5] for row in rows if 'molecule-mr-gpu-1' in row] == [
+        [' molecule-mr-gpu-1 ', ' os_update ', ' lab-libssl-sim ', ' 3.0.11-1 -> 3.0.15-1 '],
+        [' molecule-mr-gpu-1 ', ' os_update ', ' lab-openssl-sim ', ' 3.0.11-1 -> 3.0.15-1 ']]
+    assert all(row.split('|')[7].strip() == 'security' for row in rows)
+    assert not [row for row in rows if 'molecule-mr-gpu-1' not in row]
+    with open(os.path.join(os.path.dirname(REPORTS), 'plan.log'), encoding='utf-8') as handle:
+        log = handle.read()
+    assert 'security update: lab-openssl-sim' in log

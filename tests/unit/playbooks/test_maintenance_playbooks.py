@@ -115,3 +115,31 @@ def test_rollback_needs_a_reason_and_rolls_each_node_back(lab):
     assert report['hosts'][0]['components'] == [{'component': 'stub', 'name': 'stub', 'reason': 'rollback', 'from': 'current',
                                                  'to': 'the recorded previous version', 'rolled_back': False}]
     assert set(report['hosts'][1]['times']) == {'drain', 'work', 'upgraded', 'warm', 'undrained'}
+
+
+def test_housekeeping_and_client_counts_in_the_report(lab):
+    # maint (issue 17 housekeeping): keep 2 - the current and the previous version stay; a failed node is left alone
+    run, tmp = lab
+    roots = {}
+    for host in ('a', 'b'):
+        root = tmp / 'versions' / host
+        for index, name in enumerate(['r1', 'r2', 'r3', 'r4']):
+            (root / name).mkdir(parents=True)
+            os.utime(root / name, (index + 1, index + 1))
+        os.symlink('r3', root / 'current')  # r4 is newer but not in use: the previous version
+        roots[host] = root
+    spec = {'versions': [{'kind': 'model', 'path': '{{ housekeeping_root }}', 'keep': 2}]}
+    counts = tmp / 'load-live.json'  # the load client's --live counts (item 3: failed requests seen by the clients)
+    counts.write_text(json.dumps({'phases': {'gpu-rollout': {'requests': 40, 'ok': 39, 'failed': 1, 'truncated': 0}}}))
+    proc, report = run('housekeeping', 'emergency.yml',
+                       {'a': {'housekeeping_root': str(roots['a'])},
+                        'b': {'housekeeping_root': str(roots['b']), 'stub_fail_update': True}},
+                       {'maintenance_calendar': CLOSED, 'maintenance_emergency_reason': 'test of the housekeeping',
+                        'maintenance_housekeeping': spec, 'maintenance_load_counts': str(counts)})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert sorted(os.listdir(roots['a'])) == ['current', 'r3', 'r4']
+    assert sorted(os.listdir(roots['b'])) == ['current', 'r1', 'r2', 'r3', 'r4']
+    assert report['cleaned'] == ['a: %s (removed)' % (roots['a'] / 'r1'), 'a: %s (removed)' % (roots['a'] / 'r2')]
+    assert '## Cleaned up in the window' in (tmp / 'reports' / 'housekeeping' / 'report.md').read_text()
+    assert report['failed_requests']['count'] == 1 and report['failed_requests']['total'] == 40
+    assert 'failed requests during the run: 1 of 40 (client-side, %s)' % counts in proc.stdout

@@ -261,3 +261,28 @@ def test_notice_lists_the_proactive_recommendations():
     assert '## Proactive maintenance (drift, housekeeping, tuning)' in md
     assert '| gpu2 | gateway retries | the gateway does not retry | allow 1-2 retries' in md
     assert '| gpu2 | engine GPU memory share | the engine\'s GPU memory share cannot be read | find out: it cannot be read |' in md
+
+
+def test_notice_lists_what_the_window_cleans_up():
+    # maint (issue 17 housekeeping)
+    data = notice_data()
+    data['hosts']['gpu2'] = plan.plan([], checks={'images': {'images': [
+        {'id': 'a', 'repository': 'lab/engine', 'tag': '1', 'created': '1'},
+        {'id': 'b', 'repository': 'lab/engine', 'tag': '2', 'created': '2'}], 'used': []}})
+    md = report.notice(data)['notice.md']
+    assert '## Cleaned up in the window' in md
+    assert '| gpu2 | lab/engine:1 | unused, older than the previous version |' in md
+    assert '| gpu2 | unused container images | 2 unused: lab/engine:1, lab/engine:2 |' in md
+
+
+def test_failed_requests_counted_by_the_load_client():
+    # maint (issue 17, item 3): the lab load client's --live counts, failed and truncated answers count as failed
+    counts = {'phases': {'gpu-rollout': {'requests': 100, 'ok': 97, 'failed': 2, 'truncated': 1, 'stalled': 0},
+                         'idle': {'requests': 20, 'ok': 20, 'failed': 0, 'truncated': 0}}, 'source': 'client-side, x.json'}
+    _files, norm = report.report({'run': {'name': 'r'}, 'hosts': [{'host': 'a', 'status': 'updated', 'times': {}}],
+                                  'failed_requests': counts})
+    assert norm['failed_requests']['count'] == 3 and norm['failed_requests']['total'] == 120
+    assert norm['failed_requests']['phases']['gpu-rollout'] == {'requests': 100, 'failed': 3}
+    assert norm['summary'][-1] == 'failed requests during the run: 3 of 120 (client-side, x.json)'
+    assert report.failed_requests_from_client({'phases': {'a': {'requests': 'many'}}})['count'] is None
+    assert report.failed_requests_from_client(None)['count'] is None

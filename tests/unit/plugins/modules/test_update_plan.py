@@ -81,3 +81,20 @@ def test_bad_plan_item_fails_without_traceback(capsys):
 def test_check_mode_is_the_same_read(capsys):
     out = run(capsys, plans=[DRIVER], _ansible_check_mode=True)
     assert out['rc'] == 0 and not out['changed'] and out['path'] == 'scheduled'
+
+
+def test_housekeeping_read_on_the_host(capsys, tmp_path):
+    root = tmp_path / 'litellm'
+    for index, name in enumerate(['venv-1.60', 'venv-1.70', 'venv-1.80', 'venv-1.90']):
+        (root / name).mkdir(parents=True)
+        os.utime(root / name, (index, index))
+    os.symlink('venv-1.90', root / 'current')
+    out = run(capsys, housekeeping={'versions': [{'kind': 'litellm_venv', 'path': str(root), 'keep': 2}]},
+              checks={'gpu_power': [{'index': 0, 'power_limit_w': 450, 'default_power_limit_w': 700}]})
+    assert out['rc'] == 0 and out['changed'] is False
+    assert [c['path'] for c in out['cleanup']] == [str(root / 'venv-1.60'), str(root / 'venv-1.70')]
+    assert [(f['check'], f['category']) for f in out['recommendations']] == [
+        ('old LiteLLM virtualenvs', 'housekeeping'), ('power limit', 'tuning')]
+    (root / 'venv-1.50').write_text('a file where a directory of versions is expected is skipped')
+    failed = run(capsys, housekeeping={'versions': [{'kind': 'model', 'path': str(root), 'keep': 1}]})
+    assert failed['rc'] == 1 and 'previous version' in failed['msg']
