@@ -53,7 +53,7 @@ lane_sanity_unit() {
 }
 
 checks() {
-  local jobs=${SUITE_JOBS:-2} logs=$root/build/test-logs lane pid heartbeat
+  local jobs=${SUITE_JOBS:-2} logs=$root/build/test-logs lane heartbeat
   if [ "$jobs" -lt 2 ]; then
     lane_lint_site || status=1
     lane_sanity_unit || status=1
