@@ -41,14 +41,12 @@ for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "molecule-run: no scenario '$s' (molecule/$s/molecule.yml)" >&2; exit 2; }
 done
 
-# Seconds each scenario took when measured (the last CI run of `make test`, 2 cores, two side by side;
-# backup: 918 s then, less the secret sweep's gain since, about 300 s): the order when no run is recorded.
+# Seconds each scenario took when measured (2-core machine, warm): the order when no run is recorded.
 estimate() {
   case "$1" in
-    gateway_rolling) echo 970 ;; maintenance_run) echo 640 ;; backup) echo 620 ;; gpu_rollout) echo 380 ;;
-    model_pull) echo 300 ;; monitoring) echo 300 ;; os_update) echo 220 ;; gpu_stack_faults) echo 220 ;;
-    backup_sftp) echo 200 ;; gpu_stack) echo 120 ;; cuda_toolkit) echo 110 ;; lab_driver_reboot) echo 95 ;;
-    *) echo 200 ;;
+    gateway_rolling) echo 660 ;; backup) echo 300 ;; gpu_rollout) echo 280 ;; gpu_stack_faults) echo 260 ;;
+    backup_sftp) echo 240 ;; model_pull) echo 200 ;; cuda_toolkit) echo 200 ;; gpu_stack) echo 180 ;;
+    lab_driver_reboot) echo 150 ;; *) echo 200 ;;
   esac
 }
 duration() {
