@@ -112,6 +112,13 @@ interrupted() {
 }
 trap interrupted INT TERM
 
+# Every task's time in each scenario's log (and the slowest tasks at the end of each play run), so that a CI log
+# says where a scenario spends its time. Output parsers (molecule's idempotence, the scenarios' PLAY RECAP
+# readers) ignore the callback's lines. MOLECULE_PROFILE=0 turns it off.
+if [ "${MOLECULE_PROFILE:-1}" != 0 ] && [[ "${ANSIBLE_CALLBACKS_ENABLED:-}" != *profile_tasks* ]]; then
+  export ANSIBLE_CALLBACKS_ENABLED=${ANSIBLE_CALLBACKS_ENABLED:+$ANSIBLE_CALLBACKS_ENABLED,}ansible.posix.profile_tasks
+fi
+
 start() {  # $1: scenario
   local s=$1
   echo "=== molecule test -s $s: started (running: ${!pid_of[*]} $s)"

@@ -5,7 +5,13 @@
 # site, molecule) all run and any failure fails the run.
 #
 #   tools/test-suite.sh            (MAKE, MOLECULE_SCENARIOS, MOLECULE_JOBS, MOLECULE_ALONE, MOLECULE_BESIDE
-#                                   from make)
+#                                   from make; SUITE_JOBS)
+#
+# The checks before molecule (lint, sanity, unit, site) each keep one core busy, one after the other, for
+# about 14 minutes on 2 cores. With SUITE_JOBS=2 (the default) they run in two lanes side by side:
+# lint then site (both run ansible-lint, never at once), and sanity then unit. Each lane's output goes to
+# build/test-logs/<lane>.log and is printed whole when the lane ends (never interleaved); a line every few
+# minutes says what still runs. SUITE_JOBS=1: one after the other, as before.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
@@ -17,7 +23,7 @@ export TIMING_FILE=$root/build/timing.tsv
 status=0
 phase() {  # phase NAME [--cold-if RE | --warm-if RE] -- make TARGET...
   echo "=== make test: $1"
-  "$timing" run "$@" || status=1
+  "$timing" run "$@" || { status=1; return 1; }
 }
 
 setup() {
@@ -33,11 +39,49 @@ setup() {
   phase "lab llama-server" --cold-if '^building llama-server' -- "$make" --no-print-directory lab-llama-server || return 1
 }
 
+lane_lint_site() {
+  local rc=0
+  phase lint -- "$make" --no-print-directory lint || rc=1
+  phase site --cold-if 'installing galaxy-importer' -- "$make" --no-print-directory site || rc=1
+  return "$rc"
+}
+lane_sanity_unit() {
+  local rc=0
+  phase sanity -- "$make" --no-print-directory sanity || rc=1
+  phase unit -- "$make" --no-print-directory unit || rc=1
+  return "$rc"
+}
+
+checks() {
+  local jobs=${SUITE_JOBS:-2} logs=$root/build/test-logs lane heartbeat
+  if [ "$jobs" -lt 2 ]; then
+    lane_lint_site || status=1
+    lane_sanity_unit || status=1
+    return
+  fi
+  mkdir -p "$logs"
+  echo "=== make test: lint, site | sanity, unit (two lanes side by side; logs in build/test-logs/)"
+  declare -A pid_of=()
+  for lane in lint_site sanity_unit; do
+    "lane_$lane" >"$logs/$lane.log" 2>&1 </dev/null &
+    pid_of[$lane]=$!
+  done
+  ( while sleep "${SUITE_HEARTBEAT:-240}"; do
+      echo "=== make test: $(date +%H:%M:%S) still running: $(for f in "$logs"/lint_site.log "$logs"/sanity_unit.log; do
+        grep '^=== make test: ' "$f" | tail -n 1 | cut -d' ' -f4-; done | paste -sd' ' -)"
+    done ) &
+  heartbeat=$!
+  for lane in lint_site sanity_unit; do
+    wait "${pid_of[$lane]}" || status=1
+    echo "=== make test: lane ${lane/_/, } ended (log: build/test-logs/$lane.log)"
+    cat "$logs/$lane.log"
+  done
+  kill "$heartbeat" 2>/dev/null
+  wait "$heartbeat" 2>/dev/null
+}
+
 if setup; then
-  phase lint -- "$make" --no-print-directory lint
-  phase sanity -- "$make" --no-print-directory sanity
-  phase unit -- "$make" --no-print-directory unit
-  phase site --cold-if 'installing galaxy-importer' -- "$make" --no-print-directory site
+  checks
   # One row per scenario (tools/molecule-run.sh adds them).
   echo "=== make test: molecule"
   "$make" --no-print-directory molecule || status=1

@@ -10,6 +10,7 @@ tests/lab/secrets/README.md. Runs after test_backup.py (file order), on host ali
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -174,6 +175,13 @@ CHECKS = [
 ]
 
 
+# The failure paths, the check-mode runs and the AWX run after the success run, this many at a time: each has a
+# host alias (and files) of its own or changes nothing, and most of their time is waiting (restic retries an
+# unreachable REST repository with back-off for about a minute per command, timeouts of engines that do not
+# answer), so one after the other they took most of the scenario's time. SWEEP_JOBS=1: one at a time.
+SWEEP_JOBS = max(1, int(os.environ.get('SWEEP_JOBS', '4')))
+
+
 def docker(node, *argv, binary=False, timeout=120):
     proc = subprocess.run(['docker', 'exec', node, *argv], capture_output=True, timeout=timeout, check=False)
     return proc.stdout if binary else proc.stdout.decode('utf-8', 'replace')
@@ -210,24 +218,32 @@ def sweep(host, tmp_path_factory):
         runs[name] = {'rc': proc.returncode, 'output': proc.stdout + proc.stderr, 'seconds': time.monotonic() - started}
         print('%-40s rc %d in %3.0f s' % (name, proc.returncode, runs[name]['seconds']))
 
-    play('success', [os.path.join(SWEEP, 'success.yml')])
-    for alias, argv in FAILURES + CHECKS:
-        play(alias, argv)
-    # AWX as code: every task (no_log kept) against a closed port, with the AWX credentials and the controller's.
-    with open(os.path.join(ROOT, 'playbooks', 'awx', 'configure.yml'), encoding='utf-8') as source:
-        configure = yaml.safe_load(source)
-    for task in configure[0]['tasks']:
-        task['ignore_errors'] = True
-    configure[0]['vars_files'] = [os.path.join(ROOT, 'playbooks', 'awx', 'vars.yml')]
-    (tmp / 'configure.yml').write_text(yaml.safe_dump(configure, width=1000))
-    awx = {name: value for name, value in S.items() if name.startswith('awx_')}
-    awx['awx_restic_s3_access_key_id'] = 'SWEEPAKIDNOTSECRET'
-    (tmp / 'awx-secrets.json').write_text(json.dumps(awx))
-    play('awx', ['-c', 'local', '-e', '@' + str(tmp / 'awx-secrets.json'), str(tmp / 'configure.yml')],
-         {'CONTROLLER_HOST': 'http://127.0.0.1:9', 'CONTROLLER_USERNAME': 'admin',
-          'CONTROLLER_PASSWORD': S['CONTROLLER_PASSWORD'], 'CONTROLLER_OAUTH_TOKEN': S['CONTROLLER_OAUTH_TOKEN'],
-          'CONTROLLER_VERIFY_SSL': 'false', 'ANSIBLE_PYTHON_INTERPRETER': sys.executable}, inventory='localhost,')
-    (tmp / 'awx-secrets.json').unlink()
+    def awx_run():
+        # AWX as code: every task (no_log kept) against a closed port, with the AWX credentials and the controller's.
+        with open(os.path.join(ROOT, 'playbooks', 'awx', 'configure.yml'), encoding='utf-8') as source:
+            configure = yaml.safe_load(source)
+        for task in configure[0]['tasks']:
+            task['ignore_errors'] = True
+        configure[0]['vars_files'] = [os.path.join(ROOT, 'playbooks', 'awx', 'vars.yml')]
+        (tmp / 'configure.yml').write_text(yaml.safe_dump(configure, width=1000))
+        awx = {name: value for name, value in S.items() if name.startswith('awx_')}
+        awx['awx_restic_s3_access_key_id'] = 'SWEEPAKIDNOTSECRET'
+        (tmp / 'awx-secrets.json').write_text(json.dumps(awx))
+        play('awx', ['-c', 'local', '-e', '@' + str(tmp / 'awx-secrets.json'), str(tmp / 'configure.yml')],
+             {'CONTROLLER_HOST': 'http://127.0.0.1:9', 'CONTROLLER_USERNAME': 'admin',
+              'CONTROLLER_PASSWORD': S['CONTROLLER_PASSWORD'], 'CONTROLLER_OAUTH_TOKEN': S['CONTROLLER_OAUTH_TOKEN'],
+              'CONTROLLER_VERIFY_SSL': 'false', 'ANSIBLE_PYTHON_INTERPRETER': sys.executable}, inventory='localhost,')
+        (tmp / 'awx-secrets.json').unlink()
+
+    started = time.monotonic()
+    play('success', [os.path.join(SWEEP, 'success.yml')])  # first: the other runs find what it set up
+    # The slowest (restic's back-off on an unreachable repository) first, so they overlap the others.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=SWEEP_JOBS) as pool:
+        jobs = [pool.submit(play, alias, argv) for alias, argv in FAILURES + CHECKS] + [pool.submit(awx_run)]
+        for job in jobs:
+            job.result()
+    print('secret sweep: %d runs in %.0f s (%d at a time after the success run)' % (
+        len(runs), time.monotonic() - started, SWEEP_JOBS))
 
     journal = docker(node, 'journalctl', '--no-pager', '-o', 'cat', '--since', since)
     # Every file changed since the marker, and the files that must hold a secret (unchanged on a rerun).
