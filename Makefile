@@ -100,8 +100,14 @@ demo: venv collection lab-image lab-repo lab-wheelhouse lab-node-prepared
 	ansible-playbook playbooks/gateway.yml >/dev/null
 	@echo "== fleet before"
 	ansible-playbook playbooks/fleet_report.yml
-	@echo "== rolling NVIDIA driver upgrade to $(DEMO_DRIVER), one node at a time, each drained on the gateway first, under client load"
-	tools/gpu-under-load.sh -e gpu_stack_driver_version=$(DEMO_DRIVER)
+	@echo "== the monthly maintenance run (playbooks/site.yml) inside the lab's window: rolling NVIDIA driver upgrade to $(DEMO_DRIVER),"
+	@echo "   one node at a time, each drained on the gateway first, under client load"
+	$(PYTHON) tools/lab-window-now.py $(ROOT)/build/demo/calendar.json
+	rm -rf $(ROOT)/build/demo/reports
+	DEMO_PLAYBOOK=playbooks/site.yml tools/gpu-under-load.sh -e gpu_stack_driver_version=$(DEMO_DRIVER) \
+	  -e @$(ROOT)/build/demo/calendar.json -e maintenance_report_dir=$(ROOT)/build/demo/reports
+	@echo "== the run's report (Markdown, HTML with its timeline, JSON in build/demo/reports)"
+	@cat $(ROOT)/build/demo/reports/latest-summary.txt
 	@echo "== fleet after"
 	ansible-playbook playbooks/fleet_report.yml
 

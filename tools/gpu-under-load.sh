@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: run playbooks/gpu.yml on the lab while the lab's OpenAI client load
+# make demo: run playbooks/gpu.yml (or $DEMO_PLAYBOOK, e.g. playbooks/site.yml) on the lab while the lab's OpenAI client load
 # (tests/lab/load_client/gateway_load.py) sends streamed and plain requests through the lab gateway,
 # then print what the clients saw. Exits non-zero when the playbook failed or a request failed or was cut.
 # Only the lab gateway container is contacted. Usage: tools/gpu-under-load.sh <ansible-playbook args...>
@@ -13,10 +13,11 @@ LAB_GATEWAY_KEY=$(.venv/bin/python -c 'import yaml,sys; print(yaml.safe_load(ope
   inventories/lab/group_vars/gateways.yml) \
   .venv/bin/python tests/lab/load_client/gateway_load.py --base-url "http://$ip:4000/v1" --api-key-env LAB_GATEWAY_KEY \
     --model llama-3.1-8b-instruct --phase-file "$work/phase" --stop-file "$work/stop" --max-seconds 1800 \
-    --report "$work/report.json" > "$work/table.txt" 2>&1 &
+    --report "$work/report.json" --live "$work/live.json" > "$work/table.txt" 2>&1 &
 client=$!
 rc=0
-ansible-playbook playbooks/gpu.yml "$@" || rc=$?
+# the run's report counts the requests that failed meanwhile from the clients' live counts (maintenance_load_counts)
+ansible-playbook "${DEMO_PLAYBOOK:-playbooks/gpu.yml}" -e maintenance_load_counts="$work/live.json" "$@" || rc=$?
 touch "$work/stop"
 client_rc=0
 wait "$client" || client_rc=$?
