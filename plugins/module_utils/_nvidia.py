@@ -117,6 +117,41 @@ def _int(value):
         return None
 
 
+_WATTS_RE = re.compile(r'^\s*([0-9]+(?:\.[0-9]+)?)\s*W\s*$')
+_MHZ_RE = re.compile(r'^\s*([0-9]+)\s*MHz\s*$')
+_DEPRECATED = 'Requested functionality has been deprecated'
+
+
+def _unit(node, path, pattern, cast):
+    """(present, value): present when the element is printed at all; value None when N/A or unreadable."""
+    found = node.find(path)
+    if found is None:
+        return False, None
+    match = pattern.match(_text(node, path) or '')
+    return True, cast(match.group(1)) if match else None
+
+
+def _power_and_clocks(gpu):
+    """Power limit and application clocks as the tuning checks read them (keys only where nvidia-smi prints the
+    element: v9-v11 <power_readings><power_limit>, v12+ <gpu_power_readings><current_power_limit>; N/A -> None).
+    Application clocks are left out where the driver says they are deprecated (v13: nothing to tune there)."""
+    out = {}
+    for key, paths in (('power_limit_w', ('gpu_power_readings/current_power_limit', 'power_readings/power_limit')),
+                       ('default_power_limit_w', ('gpu_power_readings/default_power_limit', 'power_readings/default_power_limit')),
+                       ('max_power_limit_w', ('gpu_power_readings/max_power_limit', 'power_readings/max_power_limit'))):
+        for path in paths:
+            present, value = _unit(gpu, path, _WATTS_RE, float)
+            if present:
+                out[key] = value
+                break
+    for key, path in (('clocks_applications_graphics_mhz', 'applications_clocks/graphics_clock'),
+                      ('clocks_default_applications_graphics_mhz', 'default_applications_clocks/graphics_clock')):
+        found = gpu.find(path)
+        if found is not None and _DEPRECATED not in (found.text or ''):
+            out[key] = _unit(gpu, path, _MHZ_RE, int)[1]
+    return out
+
+
 # ---- GPU architecture -------------------------------------------------------------------------------
 # Drivers up to 470 print no <product_architecture>; for those the architecture comes from the PCI
 # device id. SOURCE: the PCI ID Repository (https://pci-ids.ucw.cz, vendor 10de), as shipped in
@@ -412,6 +447,7 @@ def parse_smi_xml(text):
             'ecc_errors': ecc['errors'],
             'mig': _mig(node),
         }
+        gpu.update(_power_and_clocks(node))
         gpus.append(gpu)
         for proc in node.findall('processes/process_info'):
             processes.append(_process(proc, gpu))

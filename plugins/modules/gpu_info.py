@@ -186,6 +186,30 @@ gpus:
               C(memory_total_mib). Empty when MIG is disabled or no instance was created.
           type: list
           elements: dict
+    power_limit_w:
+      description:
+        - The power limit in force, in watts (C(<gpu_power_readings><current_power_limit>) from XML layout v12,
+          C(<power_readings><power_limit>) before); null when N/A (vGPU guests). update_plan compares it with
+          RV(gpus[].default_power_limit_w).
+      type: float
+      returned: when nvidia-smi prints a power section
+      sample: 700.0
+    default_power_limit_w:
+      description: The board's default power limit in watts; null when N/A.
+      type: float
+      returned: when nvidia-smi prints a power section
+    max_power_limit_w:
+      description: The highest power limit the board accepts, in watts; null when N/A.
+      type: float
+      returned: when nvidia-smi prints a power section
+    clocks_applications_graphics_mhz:
+      description: The graphics application clock in MHz; null when N/A.
+      type: int
+      returned: when nvidia-smi prints application clocks (not where the driver says they are deprecated, XML layout v13)
+    clocks_default_applications_graphics_mhz:
+      description: The default graphics application clock in MHz; null when N/A.
+      type: int
+      returned: when nvidia-smi prints application clocks (not where the driver says they are deprecated)
 driver:
   description: The driver version as installed, loaded and reported.
   returned: always

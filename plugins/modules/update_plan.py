@@ -112,7 +112,8 @@ options:
         use; unused ones are listed, those older than the previous one per repository go to RV(cleanup)) and
         C(gpu_power) (per GPU C(index), C(power_limit_w), C(default_power_limit_w),
         C(clocks_applications_graphics_mhz), C(clocks_default_applications_graphics_mhz), C(clocks_locked) - against
-        the defaults; the same keys in C(gpu_info)'s GPUs are checked too).
+        the defaults; the same keys in C(gpu_info)'s GPUs are checked too - gpu_info reads them from nvidia-smi, so
+        C(gpu_power) is only for what it cannot read, such as C(clocks_locked)).
     type: dict
   housekeeping:
     description:

@@ -255,3 +255,43 @@ def test_query_gpu_capture_header_and_na():
         'name', 'uuid', 'fan.speed', 'pstate', 'memory.reserved', 'memory.used', 'memory.free', 'utilization.gpu', 'utilization.memory',
         'temperature.gpu', 'power.draw', 'clocks.gr', 'clocks.sm', 'clocks.mem', 'clocks.video'], header=True)
     assert rows[0]['name'] == 'Tesla P100-PCIE-16GB' and rows[0]['fan.speed'] is None and rows[0]['power.draw'] == '28.16'
+
+
+# Power limit and application clocks for the tuning checks (update_plan reads them from gpu_info's GPUs):
+# file -> (power_limit_w, default_power_limit_w, max_power_limit_w, app clocks, default app clocks) of the first GPU;
+# `-` where nvidia-smi prints no such element (v13 says application clocks are deprecated; the hand-written lab
+# file has no power section).
+POWER_AND_CLOCKS = [
+    ('nagios-tesla-m10-390.94-v9-gpu0.xml', (53.0, 53.0, 53.0, 1032, 1032)),
+    ('netdata-tesla-p100-510.47.03-v11.xml', (250.0, 250.0, 250.0, 1189, 1189)),
+    ('telegraf-grid-p4-1q-513.46-v11.xml', (None, None, None, None, None)),
+    ('telegraf-a100-sxm4-80gb-mig-535.54.03-v12.xml', (500.0, 500.0, 500.0, 1275, 1275)),
+    ('telegraf-dual-rtx2080-590.44.01-v13.xml', (215.0, 215.0, 240.0, '-', '-')),
+    ('telegraf-rtx-4000-sff-ada-595.84-v13.xml', (70.0, 70.0, 70.0, '-', '-')),
+    ('telegraf-rtx-pro-6000-blackwell-590.44.01-v13.xml', (300.0, 300.0, 325.0, '-', '-')),
+    ('handwritten-h100x2-570.xml', ('-', '-', '-', '-', '-')),
+]
+TUNING_KEYS = ('power_limit_w', 'default_power_limit_w', 'max_power_limit_w', 'clocks_applications_graphics_mhz',
+               'clocks_default_applications_graphics_mhz')
+
+
+@pytest.mark.parametrize('name,expected', POWER_AND_CLOCKS, ids=[c[0] for c in POWER_AND_CLOCKS])
+def test_power_limit_and_clocks_of_real_captures(name, expected):
+    gpu = gpus_of(name)[0]
+    assert tuple(gpu.get(key, '-') for key in TUNING_KEYS) == expected
+
+
+def test_tuning_checks_on_real_captures():
+    """The captured GPUs run at their defaults: no recommendation; the vGPU guest cannot read them: unknown."""
+    from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _housekeeping as housekeeping
+    for name, dummy in POWER_AND_CLOCKS:
+        findings = housekeeping.gpu_tuning(gpus_of(name))
+        if name.startswith('telegraf-grid-p4'):
+            assert {f['status'] for f in findings} == {'unknown'} and len(findings) == 2, findings
+        else:
+            assert findings == [], (name, findings)
+    # A limit lowered below the default (the P100 capture with its limit set to 200 W) is a recommendation.
+    lowered = fixture('netdata-tesla-p100-510.47.03-v11.xml').replace(
+        '<power_limit>250.00 W</power_limit>', '<power_limit>200.00 W</power_limit>')
+    findings = housekeeping.gpu_tuning(nvidia.parse_smi_xml(lowered)['gpus'])
+    assert [(f['check'], f['status']) for f in findings] == [('power limit', 'recommend')], findings
