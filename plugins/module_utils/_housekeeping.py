@@ -16,6 +16,7 @@ Private to the collection. Each check returns findings ``{check, category, statu
   the previous version).
 - ``gpu_tuning(gpus)``: power limit and application clocks against the GPU's defaults.
 - ``journal_bytes(path)`` / ``disk_free(path)``: what the host holds, read without external commands.
+- ``read_images(runner)``: the container images and the images the containers use, from the docker CLI (read only).
 
 Raises HousekeepingError (an OnpremError) naming what cannot be used; what cannot be read is ``unknown``, never
 "nothing to clean".
@@ -23,6 +24,7 @@ Raises HousekeepingError (an OnpremError) naming what cannot be used; what canno
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError
@@ -175,6 +177,9 @@ def images(images_list, used):
     remove = []
     for repo in sorted(by_repo, key=str):
         remove.extend(by_repo[repo][1:])  # the newest unused one is the previous version: kept for a rollback
+    # one image under several tags: removing an older tag would remove the kept one's image too
+    kept = set(str(by_repo[repo][0].get('id')) for repo in by_repo)
+    remove = [i for i in remove if str(i.get('id')) not in kept]
     names = ['%s:%s' % (i.get('repository'), i.get('tag')) for i in unused]
     found = [finding('unused container images', 'housekeeping', 'recommend', '%d unused: %s' % (len(unused), ', '.join(names)),
                      'remove those older than the previous one per repository' if remove else
@@ -182,6 +187,38 @@ def images(images_list, used):
     cleanup = [{'kind': 'image', 'image': '%s:%s' % (i.get('repository'), i.get('tag')), 'id': i.get('id'),
                 'reason': 'unused, older than the previous version'} for i in remove]
     return found, cleanup
+
+
+def parse_image_ls(text):
+    """`docker image ls --no-trunc --format '{{json .}}'` -> [{id, repository, tag, created}]; a line that is not such a
+    record raises HousekeepingError (the list would be incomplete)."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out.append({'id': row['ID'], 'repository': row['Repository'], 'tag': row['Tag'], 'created': row['CreatedAt']})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HousekeepingError('docker image ls, line %d is not an image record: %s' % (number, exc)) from exc
+    return out
+
+
+def read_images(runner):
+    """(images, used) from the docker CLI: the images, and the image ids the containers (running or not) use.
+
+    None when docker is not installed (no container images to look after); (None, None) when it is but cannot be
+    read (the daemon down, no permission): unknown, never "nothing unused".
+    """
+    if not runner.which('docker'):
+        return None
+    try:
+        images = runner.run('docker', 'image_ls', parse=lambda r: parse_image_ls(r.out))
+        ids = runner.run('docker', 'container_ids', parse=lambda r: r.out.split())
+        used = runner.run('docker', 'container_images ids', ids=ids, parse=lambda r: r.out.split()) if ids else []
+    except OnpremError:
+        return None, None
+    return images, used
 
 
 def journal_bytes(path='/var/log/journal'):
@@ -258,11 +295,12 @@ def gpu_tuning(gpus):
 
 # ----- what the host holds, for update_plan's housekeeping option -------------------------------------------------
 
-def gather(spec):
-    """(checks, findings, cleanup) from the host: the versions directories, the journal, free disk.
+def gather(spec, runner=None):
+    """(checks, findings, cleanup) from the host: the versions directories, the journal, free disk, container images.
 
     spec: {versions: [{kind, path, current, previous, keep}] (current / previous: a name, or the path of a link
-    to the version, as the roles keep them), journal_path, journal_max_bytes, disk: {path, needed_bytes}}.
+    to the version, as the roles keep them), journal_path, journal_max_bytes, disk: {path, needed_bytes},
+    images: true (read with the docker CLI through runner where docker is installed)}.
     """
     if not isinstance(spec, dict):
         raise HousekeepingError('housekeeping: a mapping is needed, got %s' % type(spec).__name__)
@@ -282,4 +320,10 @@ def gather(spec):
     if isinstance(disk, dict) and disk.get('path'):
         checks['disk'] = {'path': disk['path'], 'free_bytes': disk_free(disk['path']),
                           'needed_bytes': disk.get('needed_bytes')}
+    if spec.get('images'):
+        if runner is None:
+            raise HousekeepingError('housekeeping.images: no command runner to read the images with')
+        read = read_images(runner)
+        if read is not None:
+            checks['images'] = {'images': read[0], 'used': read[1]}
     return checks, found, cleanup

@@ -128,6 +128,10 @@ TOOLS = {
     'needrestart': Tool('needrestart', dict(batch=fixed('-b'))),
     'needs-restarting': Tool('needs-restarting', dict(reboothint=fixed('-r'), services=fixed('-s'))),
     'dkms': Tool('dkms', dict(status=fixed('status'), autoinstall=fixed('autoinstall'), kernel=opt_val('-k')), changes=('autoinstall',)),
+    # update_plan's housekeeping: the container images and what the containers use (read only)
+    'docker': Tool('docker', dict(image_ls=fixed('image', 'ls', '--no-trunc', '--format', '{{json .}}'),
+                                  container_ids=fixed('container', 'ls', '--all', '--quiet', '--no-trunc'),
+                                  container_images=fixed('container', 'inspect', '--format', '{{.Image}}'), ids=as_list)),
     # restic's subcommands are free-form (`args`); what it may do in check mode is decided by its caller (_restic.py)
     'restic': Tool('restic', dict(repo=opt_val('--repo'), password_file=opt_val('--password-file'), cache_dir=opt_val('--cache-dir'),
                                   args=as_list), env={'RESTIC_PROGRESS_FPS': '0.016'}),

@@ -117,12 +117,14 @@ options:
     type: dict
   housekeeping:
     description:
-      - Resource housekeeping read on the host (without external commands) - C(versions), a list of C({kind, path,
+      - Resource housekeeping read on the host (only C(images) runs a command, C(docker), read only) - C(versions), a list of C({kind, path,
         current, keep}) with C(kind) V(model), V(litellm_venv) or V(engine_venv) (C(path) holds one directory per
         version; C(current) and C(previous) - a name or the path of a link to the version - default to where the
         C(current) link in C(path) points and to the newest other one; C(keep) at least 2, default 3);
         C(journal_path) (default C(/var/log/journal)) with C(journal_max_bytes); C(disk) (C(path), C(needed_bytes)
-        of the next model pull).
+        of the next model pull); C(images) (V(true) - the container images and the images of the containers,
+        running or not, read with the docker CLI where docker is installed; unused ones are listed, those older
+        than the previous one per repository go to RV(cleanup); a docker that cannot be read is unknown).
       - Versions beyond keep-N are listed in RV(recommendations) and RV(cleanup) - never the current one nor the
         previous one. A directory that cannot be read fails the module (never "nothing to clean").
     type: dict
@@ -234,6 +236,7 @@ summary:
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import failure
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _plan as plan_utils
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils import _housekeeping as housekeeping
 
@@ -255,8 +258,8 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def run(params):
-    """The module's work, without Ansible: the plan dict."""
+def run(params, runner=None):
+    """The module's work, without Ansible: the plan dict (runner: the docker CLI for housekeeping.images)."""
     for key in ('reboot_seconds', 'restart_seconds'):
         if params[key] < 0:
             raise plan_utils.PlanError('%s: %d is negative' % (key, params[key]))
@@ -273,7 +276,7 @@ def run(params):
                                    'was given (advisory_db or advisory_records): "no known vulnerability" cannot be told')
     checks, found, cleanup = dict(params['checks'] or {}), [], []
     if params['housekeeping']:
-        gathered, found, cleanup = housekeeping.gather(params['housekeeping'])
+        gathered, found, cleanup = housekeeping.gather(params['housekeeping'], runner)
         checks.update(gathered)
     result = plan_utils.plan(params['plans'], advisories=params['advisories'], known_bad=params['known_bad'],
                              packages=packages, osv=records, strategy=params['strategy'],
@@ -288,7 +291,7 @@ def run(params):
 def main():
     module = OnpremModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        result = run(module.params)
+        result = run(module.params, Runner(module))
     except Exception as exc:  # pylint: disable=broad-except  # the one failure of the module, never a traceback
         module.fail_json(**failure(exc, name='update_plan'))
     module.exit_json(changed=False, **result)
