@@ -28,8 +28,8 @@ def _play(tmp_path, packages):
         'tasks': [
             {'name': 'Packages as package_facts reports them', 'ansible.builtin.set_fact': {'ansible_facts': {'packages': packages}}},
             {'name': 'Containers before', 'ansible.builtin.include_tasks': TASKS},
-            {'name': 'Result', 'ansible.builtin.copy': {'dest': str(tmp_path / 'out.json'), 'mode': '0600',
-                                                       'content': '{{ __container_runtime_must_run | to_json }}'}},
+            {'name': 'Result', 'ansible.builtin.copy': {
+                'dest': str(tmp_path / 'out.json'), 'mode': '0600', 'content': '{{ __container_runtime_must_run | to_json }}'}},
         ],
     }]
     (tmp_path / 'play.json').write_text(json.dumps(play))
