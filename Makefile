@@ -24,10 +24,12 @@ MOLECULE_SCENARIOS ?= $(filter-out $(MOLECULE_PENDING),$(sort $(notdir $(patsubs
 # Scenarios side by side (tools/molecule-run.sh); those in MOLECULE_ALONE run with nothing beside them
 # but those in MOLECULE_BESIDE.
 MOLECULE_JOBS ?= 2
-# gateway_rolling asserts 0 failed / 0 truncated requests under load: not yet measured beside another
-# scenario on 2 cores, so it runs alone. To try it beside light ones:
-#     make molecule MOLECULE_BESIDE="lab_driver_reboot gpu_stack cuda_toolkit"
-MOLECULE_ALONE ?= gateway_rolling
+# Scenarios in MOLECULE_ALONE run with nothing beside them (none by default). gateway_rolling asserts 0 failed /
+# 0 truncated / 0 stalled requests under load and ran alone until session 6, when it passed with make demo and
+# unit tests running beside it on this 2-core machine (1060 requests, 0 failed, 0 truncated, 0 stalled); side by
+# side the scenarios take about 8 minutes less. To run it alone again:
+#     make molecule MOLECULE_ALONE=gateway_rolling
+MOLECULE_ALONE ?=
 MOLECULE_BESIDE ?=
 export MOLECULE_JOBS MOLECULE_ALONE MOLECULE_BESIDE
 DEMO_DRIVER ?= 570
