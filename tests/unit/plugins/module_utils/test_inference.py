@@ -342,7 +342,10 @@ def test_baseline_saved_0600_then_compared(tmp_path):
     path = tmp_path / 'sub' / 'baseline.json'
     with inproc.lab_server(*FAST) as (url, _lab):
         saved = inf.run_checks(perf_params(url, path, 'save'))
-        compared = inf.run_checks(perf_params(url, path, 'compare', tolerances={'latency_slack_ms': 100}))
+        # a live run on a shared 2-core machine: its throughput varies beyond any ratio from one run to the next, so
+        # only the comparison's presence is checked here; the ratios are checked on fixed figures below
+        tolerances = {'latency_slack_ms': 100, 'min_tokens_per_s_ratio': 0.0}
+        compared = inf.run_checks(perf_params(url, path, 'compare', tolerances=tolerances))
     assert saved['passed'] and saved['changed'] is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     figures = saved['figures']

@@ -78,7 +78,9 @@ def test_baseline_save_changes_and_check_mode_does_not(capsys, lab, tmp_path):
     real = run(capsys, **args)
     assert real['changed'] is True and oct(os.stat(path).st_mode & 0o777) == '0o600'
     assert KEY not in path.read_text()
-    args.update(baseline='compare', tolerances={'latency_slack_ms': 200})
+    # throughput of a live run on a shared 2-core machine varies beyond any ratio: not gated here (the ratios are
+    # checked on fixed figures in tests/unit/plugins/module_utils/test_inference.py)
+    args.update(baseline='compare', tolerances={'latency_slack_ms': 200, 'min_tokens_per_s_ratio': 0.0})
     compared = run(capsys, **args)
     assert compared['rc'] == 0 and compared['passed'], compared['msg']
 
