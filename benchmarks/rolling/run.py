@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Rolling benchmark: playbooks/gpu.yml on the lab's three GPU nodes under streamed client load.
 
-    flock /tmp/lab.lock .venv/bin/python benchmarks/rolling/run.py [--driver 570] [--no-reset] [--png out.png]
+    flock /tmp/lab.lock .venv/bin/python benchmarks/rolling/run.py [--driver 570] [--inflight gateway|metrics|connections]
+        [--no-reset] [--png out.png] [--log DIR]
 
 Resets the lab (tests/lab/lab.yml: three nodes on driver 550, one gateway), sets up the gateway
 (playbooks/gateway.yml), starts the lab's OpenAI client load (tests/lab/load_client, four clients, half
@@ -136,6 +137,10 @@ def main(argv=None):
     parser.add_argument('--driver', default='570')
     parser.add_argument('--no-reset', action='store_true', help='use the lab as it is (nodes must be below --driver)')
     parser.add_argument('--png', default=os.path.join(ROOT, 'benchmarks', 'rolling', 'rolling.png'))
+    parser.add_argument('--inflight', default='gateway', choices=['gateway', 'metrics', 'connections'],
+                        help="rollout_inflight_source: how a drain tells that the node's requests are done (gateway: "
+                             "HAProxy's drain waits for the server's sessions to be 0, nothing more is read on the node)")
+    parser.add_argument('--log', help='keep the output of both gpu.yml runs (with task timings) in this directory')
     args = parser.parse_args(argv)
     if not args.no_reset:
         proc, took = playbook('tests/lab/lab.yml', '-e', 'lab_state=reset')
@@ -165,10 +170,11 @@ def main(argv=None):
         wait_answers(live, 'before', 40)
         with open(phase, 'w', encoding='utf-8') as handle:
             handle.write('rollout\n')
-        rollout, rollout_took = playbook('playbooks/gpu.yml', '-e', 'gpu_stack_driver_version=%s' % args.driver)
+        extra = ['-e', 'gpu_stack_driver_version=%s' % args.driver, '-e', 'rollout_inflight_source=%s' % args.inflight]
+        rollout, rollout_took = playbook('playbooks/gpu.yml', *extra)
         with open(phase, 'w', encoding='utf-8') as handle:
             handle.write('noop\n')
-        noop, noop_took = playbook('playbooks/gpu.yml', '-e', 'gpu_stack_driver_version=%s' % args.driver)
+        noop, noop_took = playbook('playbooks/gpu.yml', *extra)
     finally:
         open(stop, 'w', encoding='utf-8').close()
         table = client.communicate(timeout=120)[0]
@@ -176,10 +182,20 @@ def main(argv=None):
         poller.join(5)
     with open(events_path, encoding='utf-8') as handle:
         events = [json.loads(line) for line in handle]
+    if args.log:
+        os.makedirs(args.log, exist_ok=True)
+        for name, proc in (('rollout', rollout), ('noop', noop)):
+            with open(os.path.join(args.log, 'gpu-%s.log' % name), 'w', encoding='utf-8') as handle:
+                handle.write(proc.stdout + proc.stderr)
     intervals = poller.intervals()
     work_of = dict((m.group(1), (float(m.group(5)), float(m.group(6)))) for m in SUMMARY.finditer(rollout.stdout))
     before = [e['end'] - e['start'] for e in events if e['phase'] == 'before' and e['outcome'] == 'ok']
-    print('\ngpu.yml to %s: %.0f s, rc %d; client: %s' % (args.driver, rollout_took, rollout.returncode, table.splitlines()[-1]))
+    del table  # the client's own table; its totals are read from its report
+    with open(os.path.join(work, 'report.json'), encoding='utf-8') as handle:
+        totals = json.load(handle)['totals']
+    print('\ngpu.yml to %s (in-flight wait: %s): %.0f s, rc %d; client: %d requests, %d streamed, %d ok, %d failed, %d truncated, %d stalled' % (
+        args.driver, args.inflight, rollout_took, rollout.returncode, totals['requests'], totals['streamed'], totals['ok'],
+        totals['failed'], totals['truncated'], totals['stalled']))
     header = ('node', 'drained', 'own work', 'ratio', 'failed', 'cut', 'p50 bef', 'p99 bef', 'p50 dur', 'p99 dur')
     print('%-10s %9s %9s %9s %6s %6s %9s %9s %9s %9s' % header)
     for node in NODES:
