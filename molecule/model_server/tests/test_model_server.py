@@ -2,7 +2,7 @@
 # Copyright (c) onprem_ai.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""After upgrade, failed upgrade, rollback and upgrade again: the real state of the node."""
+"""After install, failed upgrade, rolling upgrade and rollback on request: the real state of the node."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def test_service_runs_enabled():
 
 
 def test_current_and_previous_links():
-    assert HOST.file(f'{BASE}/current').linked_to == f'{BASE}/venvs/1.1.0'
-    assert HOST.file(f'{BASE}/previous').linked_to == f'{BASE}/venvs/1.0.0'
+    """The rollback on request swapped them: 1.0.0 in use, 1.1.0 kept."""
+    assert HOST.file(f'{BASE}/current').linked_to == f'{BASE}/venvs/1.0.0'
+    assert HOST.file(f'{BASE}/previous').linked_to == f'{BASE}/venvs/1.1.0'
 
 
 def test_broken_release_not_kept():
@@ -36,12 +37,12 @@ def test_broken_release_not_kept():
 
 def test_venv_pip_version():
     out = HOST.check_output(f'{BASE}/current/bin/python -m pip show lab-inference-server')
-    assert 'Version: 1.1.0' in out
+    assert 'Version: 1.0.0' in out
 
 
 def test_engine_serves_installed_version():
     version = json.loads(HOST.check_output('curl -sf http://127.0.0.1:8000/version'))
-    assert version == {'version': '1.1.0'}
+    assert version == {'version': '1.0.0'}
     models = json.loads(HOST.check_output('curl -sf http://127.0.0.1:8000/v1/models'))
     assert models['data'][0]['id'] == 'llama-3.1-8b-instruct'
     assert models['data'][0]['max_model_len'] == 4096
