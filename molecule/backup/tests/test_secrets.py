@@ -175,11 +175,20 @@ CHECKS = [
 ]
 
 
-# The failure paths, the check-mode runs and the AWX run after the success run, this many at a time: each has a
-# host alias (and files) of its own or changes nothing, and most of their time is waiting (restic retries an
-# unreachable REST repository with back-off for about a minute per command, timeouts of engines that do not
-# answer), so one after the other they took most of the scenario's time. SWEEP_JOBS=1: one at a time.
+# The failure paths, the check-mode runs and the AWX run, this many at a time: each has a host alias (and files)
+# of its own or changes nothing, and most of their time is waiting (restic retries an unreachable REST repository
+# with back-off, timeouts of engines that do not answer), so one after the other they took most of the scenario's
+# time. SWEEP_JOBS=1: one at a time, the success run first.
 SWEEP_JOBS = max(1, int(os.environ.get('SWEEP_JOBS', '4')))
+# Runs that need nothing the success run sets up, write nothing on the node and read nothing it changes (an engine
+# or a gateway that does not answer, checks that fail before any change; the AWX run talks to a closed port of the
+# controller): they run beside it.
+BESIDE_SUCCESS = ('f-warm-up', 'f-drain', 'f-backend', 'f-gateway-env')
+# The others start when it has ended (they use its repository, password file, model sources, packages and driver),
+# the longest first (measured, 2 cores: the drills and the model and gateway check runs), so that the short ones
+# fill the slots at the end.
+LONGEST_FIRST = ('f-dr-rest', 'f-dr-wrong-password', 'f-dr-bad-snapshot', 'check models main', 'check gateway.yml',
+                 'check gpu.yml', 'f-backup-rest')
 
 
 def docker(node, *argv, binary=False, timeout=120):
@@ -236,13 +245,17 @@ def sweep(host, tmp_path_factory):
         (tmp / 'awx-secrets.json').unlink()
 
     started = time.monotonic()
-    play('success', [os.path.join(SWEEP, 'success.yml')])  # first: the other runs find what it set up
-    # The slowest (restic's back-off on an unreachable repository) first, so they overlap the others.
+    others = FAILURES + CHECKS
+    after = sorted((run for run in others if run[0] not in BESIDE_SUCCESS),
+                   key=lambda run: LONGEST_FIRST.index(run[0]) if run[0] in LONGEST_FIRST else len(LONGEST_FIRST))
     with concurrent.futures.ThreadPoolExecutor(max_workers=SWEEP_JOBS) as pool:
-        jobs = [pool.submit(play, alias, argv) for alias, argv in FAILURES + CHECKS] + [pool.submit(awx_run)]
+        success = pool.submit(play, 'success', [os.path.join(SWEEP, 'success.yml')])  # first, in the first slot
+        jobs = [pool.submit(play, alias, argv) for alias, argv in others if alias in BESIDE_SUCCESS] + [pool.submit(awx_run)]
+        success.result()  # the other runs find what it set up
+        jobs += [pool.submit(play, alias, argv) for alias, argv in after]
         for job in jobs:
             job.result()
-    print('secret sweep: %d runs in %.0f s (%d at a time after the success run)' % (
+    print('secret sweep: %d runs in %.0f s (%d at a time)' % (
         len(runs), time.monotonic() - started, SWEEP_JOBS))
 
     journal = docker(node, 'journalctl', '--no-pager', '-o', 'cat', '--since', since)
