@@ -117,10 +117,14 @@ def inventory(tmp, node):
         'sweep-ok': {'gpu_stack_stop_services': ['lab-inference.service']},
         'f-backup-rest': {'backup_repository': REST_AT},
         'f-pre-update-rest': {'backup_repository': REST_AT_ENCODED},
-        'f-dr-rest': {'backup_repository': REST_AT},
-        'f-dr-bad-snapshot': {'backup_repository': REST_AT, 'backup_drill_snapshot': '--password=x'},
+        # Each drill restores into a private directory of its own (the success run's drill removes the restores
+        # of earlier drills in its directory, and these drills run beside it).
+        'f-dr-rest': {'backup_repository': REST_AT, 'backup_drill_dir': '/var/lib/onprem_ai/drill-f-dr-rest'},
+        'f-dr-bad-snapshot': {'backup_repository': REST_AT, 'backup_drill_snapshot': '--password=x',
+                              'backup_drill_dir': '/var/lib/onprem_ai/drill-f-dr-bad-snapshot'},
         'f-dr-wrong-password': {'backup_password': S['wrong restic password'],
-                                'backup_password_file': '/etc/onprem_ai/sweep-wrong.pass'},
+                                'backup_password_file': '/etc/onprem_ai/sweep-wrong.pass',
+                                'backup_drill_dir': '/var/lib/onprem_ai/drill-f-dr-wrong-password'},
         'f-models-sha256': {'models_list': models_list('0' * 64), 'models_dest_root': '/var/lib/onprem_ai/sweep-models-bad'},
         'f-verify': {'gpu_stack_expected_version': '570'},
         'f-warm-up': {'rollout_inference_url': 'http://127.0.0.1:9', 'rollout_ready_timeout': 3},
@@ -175,11 +179,18 @@ CHECKS = [
 ]
 
 
-# The failure paths, the check-mode runs and the AWX run after the success run, this many at a time: each has a
-# host alias (and files) of its own or changes nothing, and most of their time is waiting (restic retries an
-# unreachable REST repository with back-off for about a minute per command, timeouts of engines that do not
-# answer), so one after the other they took most of the scenario's time. SWEEP_JOBS=1: one at a time.
+# The failure paths, the check-mode runs and the AWX run, this many at a time: each has a host alias (and files)
+# of its own or changes nothing, and part of their time is waiting (timeouts of engines that do not answer, polls),
+# so one after the other they took most of the scenario's time. SWEEP_JOBS=1: one at a time, the success run first.
 SWEEP_JOBS = max(1, int(os.environ.get('SWEEP_JOBS', '4')))
+# Runs that need nothing the success run sets up, write nothing on the node that it uses and read nothing it changes
+# (an unreachable REST repository, an engine or a gateway that does not answer, checks that fail before any change;
+# the AWX run talks to a closed port of the controller): they run beside it, the longest first (measured, 2 cores).
+BESIDE_SUCCESS = ('f-dr-rest', 'f-dr-bad-snapshot', 'f-backup-rest', 'f-drain', 'f-warm-up', 'f-backend', 'f-gateway-env')
+# The others start when it has ended (they use its repository, password file, model sources, packages and driver),
+# the longest first (measured), so that the short ones fill the slots at the end.
+AFTER_SUCCESS = ('f-dr-wrong-password', 'check gateway.yml', 'check backup main', 'check gpu.yml', 'check models main',
+                 'f-models-sha256', 'f-gpu-version', 'f-pre-update-rest', 'f-verify')
 
 
 def docker(node, *argv, binary=False, timeout=120):
@@ -236,13 +247,16 @@ def sweep(host, tmp_path_factory):
         (tmp / 'awx-secrets.json').unlink()
 
     started = time.monotonic()
-    play('success', [os.path.join(SWEEP, 'success.yml')])  # first: the other runs find what it set up
-    # The slowest (restic's back-off on an unreachable repository) first, so they overlap the others.
+    argvs = dict(FAILURES + CHECKS)
     with concurrent.futures.ThreadPoolExecutor(max_workers=SWEEP_JOBS) as pool:
-        jobs = [pool.submit(play, alias, argv) for alias, argv in FAILURES + CHECKS] + [pool.submit(awx_run)]
+        success = pool.submit(play, 'success', [os.path.join(SWEEP, 'success.yml')])  # first, in the first slot
+        jobs = [pool.submit(play, alias, argvs[alias]) for alias in BESIDE_SUCCESS[:3]] + [pool.submit(awx_run)]
+        jobs += [pool.submit(play, alias, argvs[alias]) for alias in BESIDE_SUCCESS[3:]]
+        success.result()  # the other runs find what it set up
+        jobs += [pool.submit(play, alias, argvs[alias]) for alias in AFTER_SUCCESS]
         for job in jobs:
             job.result()
-    print('secret sweep: %d runs in %.0f s (%d at a time after the success run)' % (
+    print('secret sweep: %d runs in %.0f s (%d at a time)' % (
         len(runs), time.monotonic() - started, SWEEP_JOBS))
 
     journal = docker(node, 'journalctl', '--no-pager', '-o', 'cat', '--since', since)
