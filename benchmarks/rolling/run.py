@@ -177,7 +177,7 @@ def main(argv=None):
         noop, noop_took = playbook('playbooks/gpu.yml', *extra)
     finally:
         open(stop, 'w', encoding='utf-8').close()
-        table = client.communicate(timeout=120)[0]
+        client.communicate(timeout=120)  # its own table is not printed: the totals are read from its report
         poller.stop.set()
         poller.join(5)
     with open(events_path, encoding='utf-8') as handle:
@@ -190,7 +190,6 @@ def main(argv=None):
     intervals = poller.intervals()
     work_of = dict((m.group(1), (float(m.group(5)), float(m.group(6)))) for m in SUMMARY.finditer(rollout.stdout))
     before = [e['end'] - e['start'] for e in events if e['phase'] == 'before' and e['outcome'] == 'ok']
-    del table  # the client's own table; its totals are read from its report
     with open(os.path.join(work, 'report.json'), encoding='utf-8') as handle:
         totals = json.load(handle)['totals']
     print('\ngpu.yml to %s (in-flight wait: %s): %.0f s, rc %d; client: %d requests, %d streamed, %d ok, %d failed, %d truncated, %d stalled' % (
