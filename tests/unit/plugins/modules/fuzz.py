@@ -135,6 +135,10 @@ def run_module(main, args, allowed_root, secrets=(), commands=None, check_mode=N
         return commands(argv, **kwargs)
 
     args = dict(args)
+    # ansible-core imports its serialization profiles on first use, and in a process that has imported controller
+    # code that import creates ansible's local tmp dir: done here, outside the write guard, not by the module
+    with patch_module_args({}):
+        pass
     if check_mode is not None:
         args['_ansible_check_mode'] = check_mode
     out = io.StringIO()
