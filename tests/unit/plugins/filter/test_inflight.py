@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import math
 import os
 import re
@@ -240,6 +242,7 @@ def jinja_env():
         'ternary': lambda value, yes, no: yes if value else no,
         'zip': lambda first, *others: list(zip(first, *others)),
     })
+    env.globals['now'] = lambda utc=False: datetime.datetime.now(datetime.timezone.utc if utc else None)
     return env
 
 
@@ -295,6 +298,26 @@ def test_metrics_wait_fails_closed(result, drained, message):
             scope[name] = env.from_string(value).render(scope)
         text = env.from_string(fail['ansible.builtin.fail']['msg']).render(scope)
         assert message in text and text.startswith('gpu-1') and 'not stopping it' in text
+
+
+@pytest.mark.parametrize('name, result', [
+    ('inflight_metrics.yml', {'status': 200, 'content': TIMESTAMPED_BUSY}),
+    ('inflight_metrics.yml', {'status': -1, 'msg': 'Request failed: <urlopen error timed out>'}),
+    ('inflight_connections.yml', {'rc': 0, 'stdout': fixture('ss_lab_three_connections.txt')}),
+])
+def test_the_wait_ends_at_the_deadline_busy(name, result):
+    """However slowly the engine answers each reading, the wait ends at drain.yml's deadline, and fails closed."""
+    wait, fail = role_yaml('tasks', name)
+    scope = {'rollout_metrics': result, 'rollout_connections': result, 'rollout_inflight_metric': VLLM,
+             'rollout_inflight_idle_after': 10, 'inventory_hostname': 'gpu-1', 'rollout_drain_timeout': 300,
+             'rollout_inference_url': 'http://127.0.0.1:8000', 'rollout_metrics_path': '/metrics', 'rollout_inflight_port': 8000}
+    assert evaluate(wait, 'until', scope) is False
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    assert evaluate(wait, 'until', dict(scope, rollout_inflight_deadline=now + 60)) is False
+    assert evaluate(wait, 'until', dict(scope, rollout_inflight_deadline=now - 1)) is True
+    assert evaluate(fail, 'when', dict(scope, rollout_inflight_deadline=now - 1)) is True
+    drain = role_yaml('tasks', 'drain.yml')[0]
+    assert 'rollout_inflight_deadline' in drain['ansible.builtin.set_fact']
 
 
 @pytest.mark.parametrize('result, drained, message', [
