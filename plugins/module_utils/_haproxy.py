@@ -146,13 +146,19 @@ def _row(target, state):
             'sessions': state['sessions'], 'weight': state['weight']}
 
 
-def drain(api, targets, timeout, poll=0.2, keep_serving=True, check_mode=False, clock=time.monotonic, sleep=time.sleep):
-    """Take the targets out of routing: DRAIN, wait for 0 sessions, MAINT. Returns the result dict."""
+def _start(api, targets, done):
+    """(where, all servers now, the targets not yet `done(status)`, the result so far)."""
     where = 'HAProxy at %s' % api.address
     before = api.servers()
     states = [_state_of(before, t, where) for t in targets]
-    todo = [t for t, s in zip(targets, states) if not out_of_routing(s['status'])]
-    result = {'before': [_row(t, s) for t, s in zip(targets, states)], 'waited': 0.0}
+    todo = [t for t, s in zip(targets, states) if not done(s['status'])]
+    rows = [_row(t, s) for t, s in zip(targets, states)]
+    return where, before, todo, {'before': rows, 'after': rows, 'waited': 0.0, 'changed': bool(todo)}
+
+
+def drain(api, targets, timeout, poll=0.2, keep_serving=True, check_mode=False, clock=time.monotonic, sleep=time.sleep):
+    """Take the targets out of routing: DRAIN, wait for 0 sessions, MAINT. Returns the result dict."""
+    where, before, todo, result = _start(api, targets, out_of_routing)
     if keep_serving and todo:
         lonely = lonely_backends(before, todo)
         if lonely:
@@ -160,7 +166,6 @@ def drain(api, targets, timeout, poll=0.2, keep_serving=True, check_mode=False, 
             raise HaproxyError('draining %s would leave no serving server in %s on %s: bring another server of the '
                                'backend back first' % (names, ', '.join(lonely), where), error_kind='refused', changed=False)
     if check_mode or not todo:
-        result.update(changed=bool(todo), after=result['before'])
         return result
     start = clock()
     for target in todo:
@@ -202,13 +207,8 @@ def drain(api, targets, timeout, poll=0.2, keep_serving=True, check_mode=False, 
 
 def ready(api, targets, timeout, poll=0.2, check_mode=False, clock=time.monotonic, sleep=time.sleep):
     """Put the targets back into routing (state ready) and wait until HAProxy sees them serve."""
-    where = 'HAProxy at %s' % api.address
-    before = api.servers()
-    states = [_state_of(before, t, where) for t in targets]
-    todo = [t for t, s in zip(targets, states) if not serving(s['status'])]
-    result = {'before': [_row(t, s) for t, s in zip(targets, states)], 'waited': 0.0}
+    where, _before, todo, result = _start(api, targets, serving)
     if check_mode or not todo:
-        result.update(changed=bool(todo), after=result['before'])
         return result
     start = clock()
     for target in todo:
