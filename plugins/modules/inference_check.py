@@ -225,7 +225,9 @@ options:
         type: float
         default: 1.5
       min_tokens_per_s_ratio:
-        description: Tokens/s at least this times the baseline's, 0 to 1.
+        description:
+          - Tokens/s at least this times the baseline's, 0 to 1 - or, when lower, the baseline's tokens/s had each of its
+            requests been O(tolerances.latency_slack_ms) slower (the same noise allowance as the latencies).
         type: float
         default: 0.5
       max_error_rate:

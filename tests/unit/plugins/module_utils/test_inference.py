@@ -411,6 +411,25 @@ def test_figures_missing_in_the_baseline_fail(tmp_path):
     assert not results['performance ttft_p95_ms']['passed']
 
 
+def test_tokens_per_s_gets_the_latencies_noise_allowance():
+    """A short run of a small model (4 requests per client of 60 ms each) on a busy host: 2.5x slower per request is
+    within the latencies' +100 ms, so tokens/s at 0.4x of the baseline is within it too; a model 5x slower is not."""
+    settings = {'count': 8, 'concurrency': 2, 'stream': True}
+    base = {'figures': {'latency_p50_ms': 60.0, 'latency_p99_ms': 60.0, 'ttft_p95_ms': 10.0, 'tokens_per_s': 100.0,
+                        'wall_s': 0.24, 'settings': settings}}
+    tol = dict(inf.DEFAULT_TOLERANCES, min_tokens_per_s_ratio=0.4, latency_slack_ms=100)
+    busy = {'latency_p50_ms': 150.0, 'latency_p99_ms': 150.0, 'ttft_p95_ms': 12.0, 'tokens_per_s': 39.0, 'settings': settings}
+    results = {r['name']: r for r in inf.compare(busy, base, tol)}
+    assert all(r['passed'] for r in results.values()), results
+    assert results['performance tokens_per_s']['figures']['limit'] == 37.5
+    slow = dict(busy, latency_p50_ms=300.0, latency_p99_ms=300.0, tokens_per_s=20.0)
+    results = {r['name']: r for r in inf.compare(slow, base, tol)}
+    assert not results['performance tokens_per_s']['passed'] and not results['performance latency_p99_ms']['passed']
+    # a baseline without its run's wall time or settings: the plain ratio
+    plain = {'figures': dict(base['figures'], wall_s=None)}
+    assert not {r['name']: r for r in inf.compare(busy, plain, tol)}['performance tokens_per_s']['passed']
+
+
 def test_the_time_limit_bounds_the_run():
     with inproc.lab_server('--first-token-latency-ms', '400', '--tokens', '1') as (url, _lab):
         started = time.monotonic()
