@@ -45,8 +45,8 @@ CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'
 # them with a 400. What the update's own check cannot see, the canary's soak at the gateway must: only a
 # one-message conversation longer than 16 characters fails, so llama-server's own renderings at start ("test", its
 # example conversation) and the smoke test pass.
-FLAKY_TEMPLATE = ("{% if messages | length == 1 and messages[0]['content'] is string and (messages[0]['content'] | length) > 16"
-                  " and (strftime_now('%S') | int) % 2 == 1 %}"
+FLAKY_TEMPLATE = ("{% if messages | length == 1 and messages[0]['content'] is string"
+                  " and (messages[0]['content'] | length) > 16 and (strftime_now('%S') | int) % 2 == 1 %}"
                   "{{ raise_exception('lab fault injection: the chat template of this model version fails') }}{% endif %}"
                   + CHAT_TEMPLATE)
 WORDS = ('the', 'model', 'node', 'gateway', 'update', 'canary', 'blue', 'green', 'ok', 'hello', 'answer', 'lab',
@@ -75,7 +75,8 @@ def write(path, version, seed, template=CHAT_TEMPLATE, dims=None, f16=False):
     rng = np.random.default_rng(seed)
 
     def tensor(*shape):
-        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16 if f16 and len(shape) > 1 else np.float32)
+        values = rng.standard_normal(shape, dtype=np.float32) * 0.02
+        return values.astype(np.float16 if f16 and len(shape) > 1 else np.float32)
 
     writer = gguf.GGUFWriter(path, 'llama')
     writer.add_name('onprem-ai lab tiny llama %s' % version)
