@@ -72,7 +72,14 @@ def percentile(values, fraction):
     return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
 
 
-def one(strategy, inv, base_url, work):
+def keep_log(log_dir, name, proc):
+    if log_dir:
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, name + '.log'), 'w', encoding='utf-8') as handle:
+            handle.write(proc.stdout + '\n' + proc.stderr)
+
+
+def one(strategy, inv, base_url, work, log_dir=None):
     update(inv, '-e', 'model_update_strategy=all_at_once', '-e', 'model_update_model_file=/srv/models/tiny-llama-v1.gguf')
     phase = os.path.join(work, 'phase')
     stop = os.path.join(work, 'stop-' + strategy)
@@ -94,10 +101,12 @@ def one(strategy, inv, base_url, work):
         if strategy == 'blue_green':
             extra += ['-e', 'rollout_blue_green_retire=false']
         proc, row['wall'] = update(inv, *extra, check=False)
+        keep_log(log_dir, strategy, proc)
         row['rc'] = proc.returncode
         if strategy == 'blue_green' and proc.returncode == 0:
             proc, wall = update(inv, '-e', 'model_update_strategy=blue_green', '-e', 'rollout_blue_green_action=switch_back',
                                 check=False)
+            keep_log(log_dir, strategy + '-switch-back', proc)
             step = re.search(r'gateways switched in ([0-9.]+) s', proc.stdout)
             row['switch_back'] = '%s s step, %.1f s playbook' % (step.group(1) if step else '?', wall)
         with open(phase, 'w', encoding='utf-8') as handle:
@@ -119,7 +128,13 @@ def one(strategy, inv, base_url, work):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     parser.add_argument('--keep', action='store_true', help='leave the scenario up at the end')
+    parser.add_argument('--log', metavar='DIR', help='keep the output of every model_update.yml run in DIR')
+    parser.add_argument('--strategies', default=','.join(STRATEGIES),
+                        help='comma-separated, from %s (default: all, in this order)' % ', '.join(STRATEGIES))
     args = parser.parse_args(argv)
+    unknown = set(args.strategies.split(',')) - set(STRATEGIES)
+    if unknown:
+        parser.error('unknown strategies: %s' % ', '.join(sorted(unknown)))
     molecule = os.path.join(VENV_BIN, 'molecule')
     for step in ('destroy', 'create', 'prepare', 'converge'):
         run([molecule, step, '-s', 'strategies'])
@@ -128,8 +143,8 @@ def main(argv=None):
         inv = inventory()
         base_url = 'http://%s:4000/v1' % gateway_address()
         with tempfile.TemporaryDirectory(prefix='bench-strategies-') as work:
-            for strategy in STRATEGIES:
-                rows.append(one(strategy, inv, base_url, work))
+            for strategy in args.strategies.split(','):
+                rows.append(one(strategy, inv, base_url, work, args.log))
     finally:
         if not args.keep:
             run([molecule, 'destroy', '-s', 'strategies'], check=False)

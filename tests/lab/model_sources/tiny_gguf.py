@@ -11,7 +11,8 @@ update really loads a new file: v1 and v2 differ in weights and in their `genera
 the corrupt one is v2 with its tensor data cut short, which llama-server refuses to load.
 
     tiny_gguf.py OUTDIR       writes OUTDIR/tiny-llama-v1.gguf, tiny-llama-v2.gguf, tiny-llama-v2-flaky.gguf
-                              (its chat template fails half of the requests), tiny-llama-corrupt.gguf and
+                              (its chat template fails half of the requests), tiny-llama-v2-slow.gguf (a larger
+                              model, several times slower), tiny-llama-corrupt.gguf and
                               prints one line per file: name, size, sha256
 """
 
@@ -34,14 +35,18 @@ N_HEAD = 4
 N_LAYER = 2
 N_FF = 128
 N_CTX = 512
+# (n_embd, n_layer, n_ff) of the slow version (about 14 M parameters, 58 MB)
+SLOW_DIMS = (384, 8, 1024)
 CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
                  "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-# The flaky version (a new model whose chat template breaks - a real failure mode of a model update): it loads and
-# answers /health, but its template raises for about half of the requests (those rendered in an odd second), so
-# llama-server (--jinja) answers them with a 400. Only a one-message conversation longer than 5 characters fails:
-# llama-server's own renderings at start ("test", its example conversation) pass, so the server starts.
-FLAKY_TEMPLATE = ("{% if messages | length == 1 and messages[0]['content'] is string and (messages[0]['content'] | length) > 5"
-                  " and (strftime_now('%S') | int) % 2 == 1 %}"
+# The flaky version (a new model whose chat template breaks - a real failure mode of a model update): it loads,
+# answers /health and a short smoke-test prompt (inference_check's "Say OK."), but its template raises for about
+# half of the longer prompts of real traffic (those rendered in an odd second), so llama-server (--jinja) answers
+# them with a 400. What the update's own check cannot see, the canary's soak at the gateway must: only a
+# one-message conversation longer than 16 characters fails, so llama-server's own renderings at start ("test", its
+# example conversation) and the smoke test pass.
+FLAKY_TEMPLATE = ("{% if messages | length == 1 and messages[0]['content'] is string"
+                  " and (messages[0]['content'] | length) > 16 and (strftime_now('%S') | int) % 2 == 1 %}"
                   "{{ raise_exception('lab fault injection: the chat template of this model version fails') }}{% endif %}"
                   + CHAT_TEMPLATE)
 WORDS = ('the', 'model', 'node', 'gateway', 'update', 'canary', 'blue', 'green', 'ok', 'hello', 'answer', 'lab',
@@ -62,26 +67,30 @@ def vocabulary():
     return tokens, scores, types
 
 
-def write(path, version, seed, template=CHAT_TEMPLATE):
+def write(path, version, seed, template=CHAT_TEMPLATE, dims=None, f16=False):
+    """dims: (n_embd, n_layer, n_ff), the tiny sizes by default; larger ones make a slower model (f16: its
+    matrices in half precision, half the file)."""
+    n_embd, n_layer, n_ff = dims or (N_EMBD, N_LAYER, N_FF)
     tokens, scores, types = vocabulary()
     rng = np.random.default_rng(seed)
 
     def tensor(*shape):
-        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+        values = rng.standard_normal(shape, dtype=np.float32) * 0.02
+        return values.astype(np.float16 if f16 and len(shape) > 1 else np.float32)
 
     writer = gguf.GGUFWriter(path, 'llama')
     writer.add_name('onprem-ai lab tiny llama %s' % version)
     writer.add_string('lab.model_version', version)
     writer.add_context_length(N_CTX)
-    writer.add_embedding_length(N_EMBD)
-    writer.add_block_count(N_LAYER)
-    writer.add_feed_forward_length(N_FF)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
     writer.add_head_count(N_HEAD)
     writer.add_head_count_kv(N_HEAD)
-    writer.add_rope_dimension_count(N_EMBD // N_HEAD)
+    writer.add_rope_dimension_count(n_embd // N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(len(tokens))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model('llama')
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -93,18 +102,18 @@ def write(path, version, seed, template=CHAT_TEMPLATE):
     writer.add_add_eos_token(False)
     writer.add_chat_template(template)
     # numpy shapes are (rows, columns); GGUF stores them reversed, as llama.cpp expects ({n_embd, n_vocab}, ...).
-    writer.add_tensor('token_embd.weight', tensor(len(tokens), N_EMBD))
-    for layer in range(N_LAYER):
+    writer.add_tensor('token_embd.weight', tensor(len(tokens), n_embd))
+    for layer in range(n_layer):
         blk = 'blk.%d.' % layer
-        writer.add_tensor(blk + 'attn_norm.weight', np.ones(N_EMBD, dtype=np.float32))
+        writer.add_tensor(blk + 'attn_norm.weight', np.ones(n_embd, dtype=np.float32))
         for name in ('attn_q', 'attn_k', 'attn_v', 'attn_output'):
-            writer.add_tensor(blk + name + '.weight', tensor(N_EMBD, N_EMBD))
-        writer.add_tensor(blk + 'ffn_norm.weight', np.ones(N_EMBD, dtype=np.float32))
-        writer.add_tensor(blk + 'ffn_gate.weight', tensor(N_FF, N_EMBD))
-        writer.add_tensor(blk + 'ffn_up.weight', tensor(N_FF, N_EMBD))
-        writer.add_tensor(blk + 'ffn_down.weight', tensor(N_EMBD, N_FF))
-    writer.add_tensor('output_norm.weight', np.ones(N_EMBD, dtype=np.float32))
-    writer.add_tensor('output.weight', tensor(len(tokens), N_EMBD))
+            writer.add_tensor(blk + name + '.weight', tensor(n_embd, n_embd))
+        writer.add_tensor(blk + 'ffn_norm.weight', np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(blk + 'ffn_gate.weight', tensor(n_ff, n_embd))
+        writer.add_tensor(blk + 'ffn_up.weight', tensor(n_ff, n_embd))
+        writer.add_tensor(blk + 'ffn_down.weight', tensor(n_embd, n_ff))
+    writer.add_tensor('output_norm.weight', np.ones(n_embd, dtype=np.float32))
+    writer.add_tensor('output.weight', tensor(len(tokens), n_embd))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -132,6 +141,12 @@ def main(argv=None):
         names.append(name)
     name = 'tiny-llama-v2-flaky.gguf'
     write(os.path.join(args.outdir, name + '.tmp'), 'v2-flaky', 2, FLAKY_TEMPLATE)
+    os.replace(os.path.join(args.outdir, name + '.tmp'), os.path.join(args.outdir, name))
+    names.append(name)
+    # The slow version: a larger model (the same vocabulary and template), several times slower per token on
+    # llama-server's CPU backend than v1 (measured: 30-140 ms for 8 tokens against 3-8 ms).
+    name = 'tiny-llama-v2-slow.gguf'
+    write(os.path.join(args.outdir, name + '.tmp'), 'v2-slow', 2, dims=SLOW_DIMS)
     os.replace(os.path.join(args.outdir, name + '.tmp'), os.path.join(args.outdir, name))
     names.append(name)
     # The corrupt version: v2 whose tensor data stops halfway (a transfer cut short that nobody checked).

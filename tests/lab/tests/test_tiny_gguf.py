@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 """Tests of the lab's tiny GGUF models (tests/lab/model_sources/tiny_gguf.py), read back with the gguf package's own
 reader: a llama model llama.cpp can load (architecture, shapes, vocabulary, chat template), the same bytes on every
-run, v1 and v2 different, the flaky version's template failing, the corrupt one cut short. The llama-server side (it
-loads v1/v2, refuses the corrupt file, answers 500s for the flaky template) is the strategies molecule scenario's."""
+run, v1 and v2 different, the flaky version's template failing (long prompts only), the slow one larger, the corrupt
+one cut short. The llama-server side (it loads v1/v2, refuses the corrupt file, answers 400s for part of the flaky
+template's real traffic, the slow one several times slower) is the strategies molecule scenario's."""
 
 # pylint: disable=missing-function-docstring
 
@@ -60,6 +61,20 @@ def test_the_flaky_version_has_a_template_that_raises(models):
     reader = gguf.GGUFReader(str(models / 'tiny-llama-v2-flaky.gguf'))
     assert 'raise_exception' in field(reader, 'tokenizer.chat_template')
     assert field(reader, 'lab.model_version') == 'v2-flaky'
+    # the update's smoke test (inference_check's default prompt "Say OK.") passes; longer prompts may fail
+    assert "(messages[0]['content'] | length) > 16" in field(reader, 'tokenizer.chat_template')
+
+
+def test_the_slow_version_is_a_larger_model_of_the_same_vocabulary(models):
+    reader = gguf.GGUFReader(str(models / 'tiny-llama-v2-slow.gguf'))
+    v2 = gguf.GGUFReader(str(models / 'tiny-llama-v2.gguf'))
+    assert field(reader, 'lab.model_version') == 'v2-slow'
+    assert field(reader, 'llama.embedding_length') == tiny_gguf.SLOW_DIMS[0]
+    assert field(reader, 'llama.block_count') == tiny_gguf.SLOW_DIMS[1]
+    assert field(reader, 'llama.vocab_size') == field(v2, 'llama.vocab_size')
+    names = {tensor.name: list(tensor.shape) for tensor in reader.tensors}
+    assert names['blk.0.ffn_up.weight'] == [tiny_gguf.SLOW_DIMS[0], tiny_gguf.SLOW_DIMS[2]]
+    assert sum(tensor.n_elements for tensor in reader.tensors) > 10 * sum(tensor.n_elements for tensor in v2.tensors)
 
 
 def test_the_corrupt_version_is_cut_short(models):
