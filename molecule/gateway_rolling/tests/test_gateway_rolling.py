@@ -28,17 +28,10 @@ REFUSED = ['lab-refused-header-4d3c2b1a', 'lab-refused-url-8e7f6a5b', '736251409
 PEM = '/etc/haproxy/certs/litellm.pem'
 PHASES = ['steady-before', 'gpu-rollout-kill', 'gpu-rerun-without-dead-node', 'gpu-recovery', 'gpu-noop-rerun', 'gateway-upgrade',
           'gateway-downgrade', 'gateway-failed-upgrade', 'engine-failed-upgrade', 'engine-serves-again', 'engine-upgrade',
-          'engine-rollback', 'os-security-and-full', 'steady-after']
-# The node of the model_server role's engine and of the refused reboot (mode security, no kernel headers), and the
-# node that rebooted into the new kernel (mode full).
-ENGINE_NODE, REFUSED_NODE, REBOOTED_NODE = 'molecule-gwr-gpu-1', 'molecule-gwr-gpu-1', 'molecule-gwr-gpu-3'
-NEW_KERNEL = '6.1.0-91-lab'
-SECURITY = {'lab-libssl-sim': '3.0.15-1', 'lab-openssl-sim': '3.0.15-1', 'linux-image-lab': '6.1.124-1',
-            'linux-image-%s' % NEW_KERNEL: '6.1.124-1'}
-UPDATES = {'lab-tzdata-sim': '2025b-1', 'lab-tools-sim': '1.1-1'}
-OLD_UPDATES = {'lab-tzdata-sim': '2024a-1', 'lab-tools-sim': '1.0-1'}
-HELD = {'nvidia-driver-570': '570.133.20-1', 'nvidia-dkms-570': '570.133.20-1', 'nvidia-utils-570': '570.133.20-1'}
-ENGINE = '/opt/onprem_ai/model_server'
+          'engine-rollback', 'os-plan', 'os-security-and-full', 'os-plan-after', 'steady-after']
+# The node of the model_server role's engine and of the refused reboot (mode security, no kernel headers): the
+# platform phases' own checks are test_platform.py's.
+ENGINE_NODE, REFUSED_NODE = 'molecule-gwr-gpu-1', 'molecule-gwr-gpu-1'
 
 
 @pytest.fixture(scope='module')
@@ -137,57 +130,6 @@ def test_nodes_on_the_new_driver_and_serving(node):
     assert host.check_output('nvidia-smi --query-gpu=driver_version --format=csv,noheader').splitlines()[0] == '570.133.20'
     assert host.service('model-server.service' if node == ENGINE_NODE else 'lab-inference.service').is_running
     assert host.run('curl -sf --max-time 5 http://127.0.0.1:8000/health').rc == 0
-
-
-def _version(host, name):
-    return host.check_output("dpkg-query -W -f '${Version}' %s" % name)
-
-
-@pytest.mark.parametrize('node', [REFUSED_NODE, REBOOTED_NODE])
-def test_os_security_suite_everywhere_updates_suite_in_full_mode_only(node):
-    host = RUNNER.get_host(node)
-    for name, version in SECURITY.items():
-        assert _version(host, name) == version, (node, name)
-    for name, version in (UPDATES if node == REBOOTED_NODE else OLD_UPDATES).items():
-        assert _version(host, name) == version, (node, name)
-
-
-@pytest.mark.parametrize('node', [REFUSED_NODE, REBOOTED_NODE])
-def test_os_held_nvidia_stack_did_not_move(node):
-    host = RUNNER.get_host(node)
-    for name, version in HELD.items():
-        assert _version(host, name) == version, (node, name)
-    assert set(HELD) <= set(host.check_output('apt-mark showhold').split())
-
-
-def test_os_refused_reboot_left_the_running_kernel_and_module():
-    host = RUNNER.get_host(REFUSED_NODE)
-    assert not host.file('/lib/modules/%s/updates/dkms/nvidia.ko' % NEW_KERNEL).exists
-    assert host.file('/sys/module/nvidia/version').content_string.strip() == '570.133.20'
-    log = os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'build', 'molecule', 'gateway_rolling', 'os-security-and-full.log')
-    with open(log, encoding='utf-8') as handle:
-        text = handle.read()
-    assert ('%s: FAILED - Reboot refused on %s: The NVIDIA kernel module is not built for the new kernel %s'
-            % (REFUSED_NODE, REFUSED_NODE, NEW_KERNEL)) in text
-
-
-def test_os_rebooted_into_the_new_kernel_with_the_module_loaded():
-    host = RUNNER.get_host(REBOOTED_NODE)
-    assert host.file('/lib/modules/%s/updates/dkms/nvidia.ko' % NEW_KERNEL).content_string == 'simulated nvidia.ko version=570.133.20\n'
-    assert 'nvidia/570.133.20, %s' % NEW_KERNEL in host.check_output('dkms status')
-    # lab-only record of the simulated boot loader (tests/lab/os_repo/README.md)
-    assert host.file('/run/lab-boot-sim/booted-kernel').content_string.strip() == NEW_KERNEL
-    assert host.file('/sys/module/nvidia/version').content_string.strip() == '570.133.20'
-
-
-def test_engine_rolled_back_on_request_to_the_kept_release():
-    """1.0.0 -> 1.2.0 failed and rolled back, -> 1.1.0, rollback on request: 1.0.0 in use, 1.1.0 kept, 1.2.0 gone."""
-    host = RUNNER.get_host(ENGINE_NODE)
-    assert host.file(ENGINE + '/current').linked_to == ENGINE + '/venvs/1.0.0'
-    assert host.file(ENGINE + '/previous').linked_to == ENGINE + '/venvs/1.1.0'
-    assert sorted(host.check_output('ls %s/venvs' % ENGINE).split()) == ['1.0.0', '1.1.0']
-    assert json.loads(host.check_output('curl -sf --max-time 5 http://127.0.0.1:8000/version'))['version'] == '1.0.0'
-    assert not host.service('lab-inference.service').is_running
 
 
 def tls_key_line():
