@@ -28,7 +28,7 @@ REFUSED = ['lab-refused-header-4d3c2b1a', 'lab-refused-url-8e7f6a5b', '736251409
 PEM = '/etc/haproxy/certs/litellm.pem'
 PHASES = ['steady-before', 'gpu-rollout-kill', 'gpu-rerun-without-dead-node', 'gpu-recovery', 'gpu-noop-rerun', 'gateway-upgrade',
           'gateway-downgrade', 'gateway-failed-upgrade', 'engine-failed-upgrade', 'engine-serves-again', 'engine-upgrade',
-          'engine-rollback', 'os-plan', 'os-security-and-full', 'os-plan-after', 'steady-after']
+          'engine-rollback', 'engine-rolled-back-serves', 'os-plan', 'os-security-and-full', 'os-plan-after', 'steady-after']
 # The node of the model_server role's engine and of the refused reboot (mode security, no kernel headers): the
 # platform phases' own checks are test_platform.py's.
 ENGINE_NODE, REFUSED_NODE = 'molecule-gwr-gpu-1', 'molecule-gwr-gpu-1'
@@ -68,7 +68,7 @@ def test_no_request_waited_on_the_killed_node():
 
 
 def test_both_nodes_served_before_and_after(report):
-    for phase in ('steady-before', 'gpu-rollout-kill', 'engine-serves-again'):
+    for phase in ('steady-before', 'gpu-rollout-kill', 'engine-serves-again', 'engine-rolled-back-serves'):
         assert set(report['phases'][phase]['nodes']) == set(NODES), phase
     # the node whose reboot was refused stays out of routing
     assert set(report['phases']['steady-after']['nodes']) == set(NODES) - set([REFUSED_NODE])
