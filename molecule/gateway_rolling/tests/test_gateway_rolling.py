@@ -27,7 +27,11 @@ REFUSED = ['lab-refused-header-4d3c2b1a', 'lab-refused-url-8e7f6a5b', '736251409
            'lab-refused-env-9a8b7c6d', 'lab-allowed-header-1f2e3d4c']
 PEM = '/etc/haproxy/certs/litellm.pem'
 PHASES = ['steady-before', 'gpu-rollout-kill', 'gpu-rerun-without-dead-node', 'gpu-recovery', 'gpu-noop-rerun', 'gateway-upgrade',
-          'gateway-downgrade', 'gateway-failed-upgrade', 'steady-after']
+          'gateway-downgrade', 'gateway-failed-upgrade', 'engine-failed-upgrade', 'engine-serves-again', 'engine-upgrade',
+          'engine-rollback', 'engine-rolled-back-serves', 'os-plan', 'os-security-and-full', 'os-plan-after', 'steady-after']
+# The node of the model_server role's engine and of the refused reboot (mode security, no kernel headers): the
+# platform phases' own checks are test_platform.py's.
+ENGINE_NODE, REFUSED_NODE = 'molecule-gwr-gpu-1', 'molecule-gwr-gpu-1'
 
 
 @pytest.fixture(scope='module')
@@ -64,8 +68,10 @@ def test_no_request_waited_on_the_killed_node():
 
 
 def test_both_nodes_served_before_and_after(report):
-    for phase in ('steady-before', 'steady-after', 'gpu-rollout-kill'):
+    for phase in ('steady-before', 'gpu-rollout-kill', 'engine-serves-again', 'engine-rolled-back-serves'):
         assert set(report['phases'][phase]['nodes']) == set(NODES), phase
+    # the node whose reboot was refused stays out of routing
+    assert set(report['phases']['steady-after']['nodes']) == set(NODES) - set([REFUSED_NODE])
 
 
 def test_instances_behind_haproxy():
@@ -90,15 +96,16 @@ def test_downgraded_with_the_upgrade_kept_for_a_rollback():
         assert '/opt/litellm/venvs/1.106.12/' in maps and '/opt/litellm/venvs/1.108.7/' not in maps
 
 
-def test_both_backends_back_in_routing():
-    # LiteLLM points at HAProxy's backend for the model group; the nodes are its servers, all UP again.
+def test_backends_back_in_routing_but_the_refused_reboot():
+    # LiteLLM points at HAProxy's backend for the model group; the nodes are its servers, all UP again but the node
+    # whose reboot into the new kernel was refused (MAINT: drained, left so by os.yml).
     config = GATEWAY.file('/etc/litellm/config.yaml').content_string
     assert 'http://127.0.0.1:4100/v1' in config
     for node in NODES:
         assert node not in config
     stat = GATEWAY.check_output("curl -s 'http://127.0.0.1:8404/;csv'")
     rows = [line.split(',') for line in stat.splitlines() if line.startswith('model_') and ',molecule-gwr-gpu-' in line]
-    assert sorted((row[1], row[17]) for row in rows) == [(node, 'UP') for node in NODES]
+    assert sorted((row[1], row[17]) for row in rows) == [(node, 'MAINT' if node == REFUSED_NODE else 'UP') for node in NODES]
 
 
 def test_secrets_only_in_the_0600_env_file():
@@ -121,7 +128,8 @@ def test_request_without_the_master_key_is_refused():
 def test_nodes_on_the_new_driver_and_serving(node):
     host = RUNNER.get_host(node)
     assert host.check_output('nvidia-smi --query-gpu=driver_version --format=csv,noheader').splitlines()[0] == '570.133.20'
-    assert host.service('lab-inference.service').is_running
+    assert host.service('model-server.service' if node == ENGINE_NODE else 'lab-inference.service').is_running
+    assert host.run('curl -sf --max-time 5 http://127.0.0.1:8000/health').rc == 0
 
 
 def tls_key_line():
