@@ -45,8 +45,8 @@ done
 # the order when no run is recorded, longest first.
 estimate() {
   case "$1" in
-    gateway_rolling) echo 966 ;; strategies) echo 692 ;; monitoring) echo 720 ;; maintenance_run) echo 643 ;; backup) echo 620 ;;
-    gpu_rollout) echo 381 ;; model_pull) echo 300 ;; gpu_stack_faults) echo 217 ;; os_update) echo 216 ;;
+    gateway_rolling) echo 1110 ;; strategies) echo 692 ;; monitoring) echo 720 ;; maintenance_run) echo 643 ;; backup) echo 620 ;;
+    gpu_rollout) echo 381 ;; model_pull) echo 300 ;; gpu_stack_faults) echo 217 ;;
     backup_sftp) echo 201 ;; gpu_stack) echo 121 ;; cuda_toolkit) echo 108 ;; lab_driver_reboot) echo 93 ;;
     *) echo 300 ;;
   esac
