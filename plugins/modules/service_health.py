@@ -130,6 +130,7 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._errors import OnpremError, failure
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._module import OnpremModule
+from ansible_collections.onprem_ai.maintenance.plugins.module_utils._runner import Runner
 from ansible_collections.onprem_ai.maintenance.plugins.module_utils._service_health import (
     PROPERTIES, HealthError, parse_show, wait)
 
@@ -155,7 +156,8 @@ def main():
         if not params['url'].startswith(('http://', 'https://')):
             raise OnpremError('url must be an http:// or https:// URL', 'options')
         unit = params['unit']
-        systemctl = module.get_bin_path('systemctl', required=False) if unit else None
+        runner = Runner(module)
+        systemctl = runner.which('systemctl') if unit else None
         if unit and not systemctl:
             raise HealthError('Cannot read the state of %s: systemctl is not on this host' % unit)
 
@@ -170,8 +172,7 @@ def main():
                 return None, str(getattr(exc, 'reason', exc))
 
         def read_unit():
-            rc, out, err = module.run_command([systemctl, 'show', unit, '--property', ','.join(PROPERTIES)],
-                                              environ_update={'LC_ALL': 'C'})
+            rc, out, err = runner.execute([systemctl, 'show', unit, '--property', ','.join(PROPERTIES)], env={'LC_ALL': 'C'})
             if rc != 0:
                 raise HealthError('Cannot read the state of %s: systemctl show exited %d (%s)' % (unit, rc, err.strip()))
             return parse_show(out, unit)
